@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine (as root):
+#   make demo   install, then run `codesign generate` on the bundled model into demo-out/
+#   make test   install, then run the whole test suite (a missing simulator fails it)
+# Both are idempotent: the install step reruns only when pyproject.toml changes.
+
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.codesign-installed
+DEMO_OUT  ?= demo-out
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export AMARANTH_USE_YOSYS := builtin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test bench results clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v iverilog >/dev/null 2>&1 || { \
+		echo "installing Icarus Verilog (apt-get install iverilog)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog >/dev/null; }
+	@iverilog -V 2>/dev/null | head -n 1
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# the CPU build of torch, first and exactly: a bare 'torch' would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q setuptools wheel
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,dev]"
+	touch $@
+
+demo: install
+	$(BIN)/codesign generate --out $(DEMO_OUT) --force
+	@echo
+	@echo "results are in $(DEMO_OUT)/ (start with $(DEMO_OUT)/summary.txt)"
+
+test: install
+	CODESIGN_REQUIRE_TOOLS=1 $(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,235 @@
+"""The ``codesign`` command line (DESIGN.md section 6).
+
+Only argparse is imported at start-up, so ``codesign --help`` answers at once; each command
+imports the stages it needs. Errors about the user's input print one line and exit with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+CROSSBAR_DEFAULTS = {"rows": 128, "cols": 128, "cell_bits": 2, "dac_bits": 1}
+
+
+def note(message: str) -> None:
+    """Progress and notes go to stderr, so stdout stays machine-readable."""
+    print(f"codesign: {message}", file=sys.stderr)
+
+
+# --- shared options ---------------------------------------------------------------------------
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", metavar="FILE",
+                       help="state_dict, codesign checkpoint or TorchScript file (default: the bundled digits CNN)")
+    group.add_argument("--weight-bits", type=int, metavar="WB",
+                       help="two's-complement weight bits (default: the checkpoint's, else 8)")
+    group.add_argument("--input-bits", type=int, metavar="A",
+                       help="unsigned activation bits (default: the checkpoint's, else 8)")
+    group.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")
+    group.add_argument("--trust-pickle", action="store_true",
+                       help="allow a pickled full nn.Module (unpickling can run code: only for files you trust)")
+    group.add_argument("--ignore-unsupported", action="store_true",
+                       help="skip layers that cannot map onto crossbars (Conv1d, Conv3d, …) instead of failing")
+
+
+def add_crossbar_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("crossbar (DESIGN section 3)")
+    group.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
+    group.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
+    group.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
+    group.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
+    group.add_argument("--adcs", type=int, metavar="N", help="SAR ADCs per crossbar (default: one per 128 columns)")
+    group.add_argument("--search", nargs="?", const="global", choices=("global", "layer"),
+                       help="sweep rows and cols over 32–512 and keep the best size globally (default) "
+                            "or per layer")
+    group.add_argument("--config", metavar="FILE", help="use this (edited) hw_config.json instead of the analysis")
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
+    """Model and HardwareConfig from the command line; the sweep too when ``--search`` ran."""
+    from .config import check_against_model, load_config
+    from .ingest import load_model
+
+    if args.model is None:
+        note("no --model given: using the bundled model (digits CNN, examples/digits_cnn_pruned.pt)")
+    explicit = [name for name in (*CROSSBAR_DEFAULTS, "adcs") if getattr(args, name) is not None]
+    if args.config:
+        if explicit or args.search:
+            flag = "--search" if args.search else "--" + explicit[0].replace("_", "-")
+            raise_error(f"{flag} conflicts with --config: the config fixes the crossbar; edit it instead")
+        config = load_config(args.config)
+        bits = {(layer.weight_bits, layer.input_bits) for layer in config.layers}
+        if len(bits) > 1:
+            raise_error(f"{args.config}: layers with different weight or input bits are not supported yet")
+        weight_bits, input_bits = bits.pop() if bits else (args.weight_bits, args.input_bits)
+        per_channel = config.model.per_channel if config.model else args.per_channel
+        model = load_model(args.model, weight_bits=weight_bits, input_bits=input_bits, per_channel=per_channel,
+                           trust_pickle=args.trust_pickle, ignore_unsupported=args.ignore_unsupported)
+        show_model_notes(model)
+        check_against_model(config, model.layers)
+        if config.model and config.model.sha256 != model.info.sha256:
+            note(f"{args.config} was made for another model file ({config.model.path}); its bits may not be lossless here")
+        return model, config, None
+
+    from .analysis import analyze, default_adcs, search
+    from .config import CrossbarConfig
+
+    model = load_model(args.model, weight_bits=args.weight_bits, input_bits=args.input_bits,
+                       per_channel=args.per_channel, trust_pickle=args.trust_pickle,
+                       ignore_unsupported=args.ignore_unsupported)
+    show_model_notes(model)
+    values = {name: getattr(args, name) or default for name, default in CROSSBAR_DEFAULTS.items()}
+    values["adcs"] = args.adcs or default_adcs(values["cols"])
+    crossbar = crossbar_config(values)
+    sweep = None
+    per_layer = None
+    if args.search:
+        sweep = search(model, crossbar)
+        best = sweep["best"]
+        crossbar = crossbar.model_copy(update={"rows": best.rows, "cols": best.cols, "adcs": default_adcs(best.cols)})
+        if args.search == "layer":
+            per_layer = {key: crossbar.model_copy(update={"rows": p.rows, "cols": p.cols, "adcs": default_adcs(p.cols)})
+                         for key, p in sweep["best_per_layer"].items()}
+    return model, analyze(model, crossbar, per_layer).to_config(), sweep
+
+
+def crossbar_config(values: dict) -> Any:
+    from pydantic import ValidationError
+
+    from .config import CrossbarConfig
+
+    try:
+        return CrossbarConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise_error(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}")
+
+
+def show_model_notes(model: Any) -> None:
+    for message in model.notes:
+        note(message)
+    if model.ignored:
+        shown = ", ".join(model.ignored[:4]) + (f" and {len(model.ignored) - 4} more" if len(model.ignored) > 4 else "")
+        note(f"{len(model.layers)} crossbar matrices; ignored {len(model.ignored)} tensors: {shown}")
+
+
+def raise_error(message: str) -> None:
+    from .errors import CodesignError
+
+    raise CodesignError(message)
+
+
+def format_sweep(sweep: dict) -> str:
+    best = sweep["best"]
+    lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; see README):",
+             f"  {'rows':>5} {'cols':>5} {'tiles':>7} {'ADC energy [nJ]':>16} {'area [mm²]':>11} {'J':>7}"]
+    for p in sweep["global"]:
+        mark = "  ← best" if (p.rows, p.cols) == (best.rows, best.cols) else ""
+        lines.append(f"  {p.rows:>5} {p.cols:>5} {p.tiles:>7} {p.energy_pj / 1e3:>16.3f} "
+                     f"{p.area_um2 / 1e6:>11.4f} {p.objective:>7.3f}{mark}")
+    lines.append("best per layer: " + ", ".join(f"{key} {p.rows}×{p.cols}" for key, p in sweep["best_per_layer"].items()))
+    return "\n".join(lines)
+
+
+def sweep_json(sweep: dict) -> dict:
+    from dataclasses import asdict
+
+    return {"objective": "J = E/E_ref + A/A_ref (README, 'Crossbar-size search')",
+            "global": [asdict(p) for p in sweep["global"]], "best": asdict(sweep["best"]),
+            "layers": {k: [asdict(p) for p in v] for k, v in sweep["layers"].items()},
+            "best_per_layer": {k: asdict(p) for k, p in sweep["best_per_layer"].items()}}
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .generate import config_stats, format_table, histogram_line, totals
+
+    model, config, sweep = load_inputs(args)
+    if sweep:
+        print(format_sweep(sweep), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        sys.stdout.write(config.to_json())
+        return 0
+    stats = config_stats(config)
+    print(format_table(stats))
+    total = totals(stats)
+    print(f"\nADC bits over all physical columns: {histogram_line(total['bits_histogram'])}")
+    print("conversions are per input vector; 'saved by skip' counts columns whose ADC is never started (b = 0)")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import generate, summary_text
+
+    model, config, sweep = load_inputs(args)
+    out = Path(args.out)
+    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None)
+    print(summary_text(summary))
+    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), summary.json")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .config import schema_json
+
+    sys.stdout.write(schema_json())
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="codesign",
+        description="Crossbar accelerator co-design: per-column ADC resolution, periphery RTL, verification, reports.")
+    parser.add_argument("--version", action="version", version=f"codesign {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(func=func)
+        return sub
+
+    analyze = command("analyze", cmd_analyze, "map a model onto crossbars and print per-layer ADC statistics")
+    add_model_args(analyze)
+    add_crossbar_args(analyze)
+    analyze.add_argument("--json", action="store_true", help="print the HardwareConfig (hw_config.json) to stdout")
+
+    generate = command("generate", cmd_generate,
+                       "write hw_config.json, RTL parameter files and a summary into an output folder")
+    add_model_args(generate)
+    add_crossbar_args(generate)
+    generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
+    generate.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+
+    command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import CodesignError
+
+    try:
+        return args.func(args) or 0
+    except CodesignError as exc:
+        print(f"codesign: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("codesign: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
+        if args.debug:
+            raise
+        print(f"codesign: internal error: {type(exc).__name__}: {exc} "
+              f"(rerun with --debug for the traceback and please report it)", file=sys.stderr)
+        return 3

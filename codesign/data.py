@@ -1,0 +1,25 @@
+"""Datasets: scikit-learn's bundled 8×8 digits (real data, offline).
+
+``digits()`` returns float32 images ``[n, 1, 8, 8]`` scaled to 0–1 and int64 labels, split
+deterministically: 1437 training and 360 test images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DIGITS_TEST = 360
+
+
+def digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """The ``train`` or ``test`` split of the 1797 digits (seeded permutation)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    labels = bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(labels))
+    chosen = order[-DIGITS_TEST:] if split == "test" else order[:-DIGITS_TEST]
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return images[chosen], labels[chosen]

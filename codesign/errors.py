@@ -1,0 +1,14 @@
+"""Errors that reach the user as one line.
+
+Anything wrong with the user's input or environment raises :class:`CodesignError` (or a
+subclass) with a message that names the problem and the fix. The CLI prints it without a
+traceback and exits with status 1.
+"""
+
+
+class CodesignError(Exception):
+    """A problem with the user's input or environment, reported as one line (exit status 1)."""
+
+
+class ToolNotFound(CodesignError):
+    """An external tool (simulator, Yosys) is missing; the message says how to install it."""

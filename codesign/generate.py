@@ -1,0 +1,145 @@
+"""``codesign generate``: write a complete output folder, or nothing.
+
+``DIR/hw_config.json``, ``DIR/params/`` and ``DIR/summary.{json,txt}`` are written into a
+temporary sibling folder that replaces ``DIR`` only when every stage succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .config import HardwareConfig
+from .errors import CodesignError
+
+
+def config_stats(config: HardwareConfig) -> list[dict]:
+    """Per-layer statistics of a config (any tiling), per input vector."""
+    rows = []
+    for layer in config.layers:
+        geo = config.geometry(layer)
+        bits = [b for tile in layer.tiles for b in tile.adc_bits]
+        converted = sum(1 for b in bits if b)
+        empty = sum(1 for tile in layer.tiles if not any(tile.adc_bits))
+        histogram = [0] * (max(bits, default=0) + 1)
+        for b in bits:
+            histogram[b] += 1
+        T = geo.input_cycles
+        rows.append({
+            "name": layer.key, "kind": layer.kind, "matrix": [layer.matrix.rows, layer.matrix.cols],
+            "rows": geo.rows, "cols": geo.cols, "tiles": len(layer.tiles), "empty_tiles": empty,
+            "columns": len(bits), "skipped_columns": len(bits) - converted,
+            "max_bits": max(bits, default=0),
+            "mean_bits": sum(bits) / converted if converted else 0.0,
+            "uniform_bits": geo.uniform_bits, "bits_histogram": histogram,
+            "conversions": T * converted, "conversions_without_skip": T * len(bits),
+            "positions": layer.positions,
+        })
+    return rows
+
+
+def totals(stats: list[dict]) -> dict:
+    keys = ("tiles", "empty_tiles", "columns", "skipped_columns", "conversions", "conversions_without_skip")
+    total = {key: sum(row[key] for row in stats) for key in keys}
+    width = max((len(row["bits_histogram"]) for row in stats), default=0)
+    total["bits_histogram"] = [sum(row["bits_histogram"][b] for row in stats if b < len(row["bits_histogram"]))
+                               for b in range(width)]
+    return total
+
+
+def format_table(stats: list[dict]) -> str:
+    """A readable per-layer table (conversions are per input vector)."""
+    header = ("layer", "kind", "matrix", "xbar", "tiles", "empty", "columns", "skipped", "max b", "mean b",
+              "conversions", "saved by skip")
+    lines = []
+    for row in stats + [dict(totals(stats), name="total", kind="", matrix=None, rows=None, max_bits=None,
+                             mean_bits=None)]:
+        saved = row["conversions_without_skip"] - row["conversions"]
+        lines.append((
+            row["name"], row["kind"],
+            f"{row['matrix'][0]}×{row['matrix'][1]}" if row["matrix"] else "",
+            f"{row['rows']}×{row['cols']}" if row["rows"] else "",
+            str(row["tiles"]), str(row["empty_tiles"]), str(row["columns"]), str(row["skipped_columns"]),
+            "" if row["max_bits"] is None else str(row["max_bits"]),
+            "" if row["mean_bits"] is None else f"{row['mean_bits']:.2f}",
+            str(row["conversions"]),
+            f"{saved} ({100 * saved / row['conversions_without_skip']:.1f}%)" if row["conversions_without_skip"] else "0"))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    def fmt(cells: tuple) -> str:
+        return "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+
+
+def histogram_line(histogram: list[int]) -> str:
+    return "  ".join(f"{b}b:{n}" for b, n in enumerate(histogram) if n)
+
+
+@contextmanager
+def staged_folder(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``out`` on success and vanishes on failure."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CodesignError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CodesignError(f"{out} is not empty; pass --force to replace it")
+    created = [p for p in reversed(out.absolute().parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(created):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict | None = None) -> dict:
+    """Write the output folder for ``config``; returns the summary (also in summary.json).
+
+    ``sweep`` (the crossbar-size search, as JSON) is written to ``search.json`` when given.
+    """
+    from .params import write_params
+
+    stats = config_stats(config)
+    with staged_folder(out, force) as tmp:
+        (tmp / "hw_config.json").write_text(config.to_json())
+        files = write_params(config, tmp / "params")
+        if sweep is not None:
+            (tmp / "search.json").write_text(json.dumps(sweep, indent=2) + "\n")
+        summary = {
+            "model": config.model.model_dump() if config.model else None,
+            "crossbar": config.crossbar.model_dump(),
+            "layers": stats, "total": totals(stats),
+            "files": {"hw_config": "hw_config.json", "params": len(files)},
+        }
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
+    return summary
+
+
+def summary_text(summary: dict) -> str:
+    total = summary["total"]
+    saved = total["conversions_without_skip"] - total["conversions"]
+    share = 100 * saved / total["conversions_without_skip"] if total["conversions_without_skip"] else 0.0
+    return "\n".join([
+        format_table(summary["layers"]), "",
+        f"ADC bits over all physical columns: {histogram_line(total['bits_histogram'])}",
+        f"column skip saves {saved} of {total['conversions_without_skip']} conversions per input vector "
+        f"({share:.1f}%); {total['empty_tiles']} of {total['tiles']} crossbars are empty",
+    ])
