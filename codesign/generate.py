@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from .config import HardwareConfig
 from .errors import CodesignError
 
@@ -22,21 +24,19 @@ def config_stats(config: HardwareConfig) -> list[dict]:
     rows = []
     for layer in config.layers:
         geo = config.geometry(layer)
-        bits = [b for tile in layer.tiles for b in tile.adc_bits]
-        converted = sum(1 for b in bits if b)
+        bits = np.concatenate([np.asarray(tile.adc_bits, dtype=np.int64) for tile in layer.tiles]
+                              or [np.zeros(0, np.int64)])
+        converted = int(np.count_nonzero(bits))
         empty = sum(1 for tile in layer.tiles if not any(tile.adc_bits))
-        histogram = [0] * (max(bits, default=0) + 1)
-        for b in bits:
-            histogram[b] += 1
         T = geo.input_cycles
         rows.append({
             "name": layer.key, "kind": layer.kind, "matrix": [layer.matrix.rows, layer.matrix.cols],
             "rows": geo.rows, "cols": geo.cols, "tiles": len(layer.tiles), "empty_tiles": empty,
-            "columns": len(bits), "skipped_columns": len(bits) - converted,
-            "max_bits": max(bits, default=0),
-            "mean_bits": sum(bits) / converted if converted else 0.0,
-            "uniform_bits": geo.uniform_bits, "bits_histogram": histogram,
-            "conversions": T * converted, "conversions_without_skip": T * len(bits),
+            "columns": int(bits.size), "skipped_columns": int(bits.size) - converted,
+            "max_bits": int(bits.max(initial=0)),
+            "mean_bits": float(bits.sum()) / converted if converted else 0.0,
+            "uniform_bits": geo.uniform_bits, "bits_histogram": np.bincount(bits).tolist(),
+            "conversions": T * converted, "conversions_without_skip": T * int(bits.size),
             "positions": layer.positions,
         })
     return rows

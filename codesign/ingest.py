@@ -9,6 +9,7 @@ convolution group; everything else is listed as ignored.
 from __future__ import annotations
 
 import hashlib
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -165,27 +166,30 @@ def _read(file: Path, shown: str, trust_pickle: bool) -> tuple[Any, str]:
 
     if _is_torchscript(file):
         try:
-            return torch.jit.load(str(file), map_location="cpu"), "torchscript"
+            with warnings.catch_warnings():   # TorchScript is deprecated upstream but still a user format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(file), map_location="cpu"), "torchscript"
         except Exception as exc:  # noqa: BLE001 - any failure means an unreadable archive
             raise CodesignError(f"cannot load TorchScript archive {shown}: {_first_line(exc)}") from None
+    with file.open("rb") as handle:
+        head = handle.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CodesignError(f"{shown} is not a PyTorch model file (it is neither a torch.save archive nor a pickle"
+                            f"{', it is empty' if not head else ''})")
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        message = str(exc)
-        if "Weights only load failed" in message:
-            if not trust_pickle:
-                raise CodesignError(
-                    f"{shown} holds pickled Python objects (a whole nn.Module?) and unpickling can run code: "
-                    f"save model.state_dict() instead, or pass --trust-pickle if you trust the file") from None
-            try:
-                obj = torch.load(file, map_location="cpu", weights_only=False)
-            except Exception as exc2:  # noqa: BLE001
-                raise CodesignError(f"cannot unpickle {shown}: {_first_line(exc2)}") from None
-        elif isinstance(exc, EOFError) or "zip archive" in message or "central directory" in message:
-            raise CodesignError(f"{shown} is truncated or corrupt: re-save the model file") from None
-        else:
-            raise CodesignError(f"{shown} is not a PyTorch model file (torch.load failed: "
-                                f"{_first_line(exc) or type(exc).__name__})") from None
+        if "Weights only load failed" not in str(exc):
+            raise CodesignError(f"{shown} is truncated or corrupt ({_first_line(exc) or type(exc).__name__}): "
+                                f"re-save the model file") from None
+        if not trust_pickle:
+            raise CodesignError(
+                f"{shown} holds pickled Python objects (a whole nn.Module?) and unpickling can run code: "
+                f"save model.state_dict() instead, or pass --trust-pickle if you trust the file") from None
+        try:
+            obj = torch.load(file, map_location="cpu", weights_only=False)
+        except Exception as exc2:  # noqa: BLE001
+            raise CodesignError(f"cannot unpickle {shown}: {_first_line(exc2)}") from None
     from .checkpoint import is_checkpoint
 
     if is_checkpoint(obj):
@@ -336,8 +340,11 @@ def _grid_step(values: np.ndarray, limit: int) -> float:
     peak = float(np.abs(values).max(initial=0.0))
     if peak == 0.0:
         return 1.0
+    sample = values[:8 * (limit + 1)]
+    if np.unique(np.abs(sample[sample != 0])).size > limit:   # cheap reject: too many levels for any grid
+        return peak / limit
     ratios = np.unique(np.abs(values[values != 0])) / peak
-    if ratios.size <= limit + 1:
+    if ratios.size <= limit:
         smallest = float(ratios[0])
         for n in range(1, int(limit * smallest + 1e-9) + 1):
             k = round(n / smallest)

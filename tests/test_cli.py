@@ -1,0 +1,137 @@
+"""The command line: outputs, determinism, and one-line refusals of bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from codesign.cli import main
+from codesign.zoo import DigitsCNN
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "codesign", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys; from codesign.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'amaranth', 'pydantic', 'cocotb') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_analyze_prints_table_and_says_bundled(capsys):
+    assert main(["analyze", "--rows", "64", "--cols", "64"]) == 0
+    out, err = capsys.readouterr()
+    assert "using the bundled model" in err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["layer", "kind", "matrix", "xbar"]
+    assert any(line.startswith("features.5") and "288×64" in line and "64×64" in line for line in lines)
+    assert any(line.startswith("total") for line in lines)
+
+
+def test_analyze_json_is_the_config_only(capsys):
+    assert main(["analyze", "--json", "--cell-bits", "1", "--dac-bits", "2"]) == 0
+    out, _ = capsys.readouterr()
+    config = json.loads(out)
+    assert config["crossbar"] == {"rows": 128, "cols": 128, "cell_bits": 1, "dac_bits": 2,
+                                  "signed": "differential", "adcs": 1}
+    assert [layer["name"] for layer in config["layers"]] == [
+        "features.0", "features.2", "features.5", "classifier.1", "classifier.3"]
+
+
+def test_search_prints_sweep_and_picks_a_size(capsys, tmp_path):
+    assert main(["analyze", "--search"]) == 0
+    out, _ = capsys.readouterr()
+    assert "crossbar-size sweep" in out and out.count("← best") == 1 and "best per layer:" in out
+    assert main(["generate", "--search", "layer", "--out", str(tmp_path / "o")]) == 0
+    sweep = json.loads((tmp_path / "o" / "search.json").read_text())
+    assert len(sweep["global"]) == 25
+    config = json.loads((tmp_path / "o" / "hw_config.json").read_text())
+    best = sweep["best_per_layer"]
+    for layer in config["layers"]:
+        xbar = layer["crossbar"] or config["crossbar"]
+        assert (xbar["rows"], xbar["cols"]) == (best[layer["name"]]["rows"], best[layer["name"]]["cols"])
+
+
+def tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_generate_is_deterministic_and_complete(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert main(["generate", "--out", str(tmp_path / name), "--rows", "64", "--cols", "64"]) == 0
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    assert a == b
+    assert {"hw_config.json", "summary.json", "summary.txt", "params/params.json", "params/codesign_pkg.sv",
+            "params/codesign_params.h", "params/features_5.vh", "params/features_5/tile_000.mem",
+            "params/features_5/tile_000.skip.mem"} <= set(a)
+    assert len([f for f in a if f.startswith("params/features_5/") and f.endswith(".skip.mem")]) == 5 * 8
+
+
+def test_generate_refuses_non_empty_folder_unless_forced(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["generate", "--out", str(out)]) == 1
+    assert "is not empty; pass --force" in capsys.readouterr().err
+    assert (out / "keep.txt").exists()
+    assert main(["generate", "--out", str(out), "--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "hw_config.json").exists()
+
+
+def test_edited_config_round_trip(tmp_path, capsys):
+    assert main(["generate", "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "hw_config.json").read_text())
+    config["layers"][2]["tiles"][0]["adc_bits"][0] = 3
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(config))
+    assert main(["generate", "--config", str(edited), "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "hw_config.json").read_text()) == config
+    capsys.readouterr()
+    assert main(["generate", "--config", str(edited), "--rows", "64", "--out", str(tmp_path / "c")]) == 1
+    assert "--rows conflicts with --config" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "text.pt").write_text("not a model\n")
+    torch.save(DigitsCNN().state_dict(), root / "good.pt")
+    data = (root / "good.pt").read_bytes()
+    (root / "truncated.pt").write_bytes(data[: len(data) // 3])
+    torch.save({"bn.weight": torch.ones(4), "bn.bias": torch.zeros(4)}, root / "nolayers.pt")
+    sd = DigitsCNN().state_dict()
+    sd["classifier.1.weight"][3, 3] = float("inf")
+    torch.save(sd, root / "inf.pt")
+    torch.save(DigitsCNN(), root / "module.pt")
+    done = run("analyze", "--json")
+    config = json.loads(done.stdout)
+    config["layers"][1]["tiles"].pop()
+    (root / "gap.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "text.pt"], "text.pt is not a PyTorch model file"),
+    (["--model", "truncated.pt"], "truncated.pt is truncated or corrupt"),
+    (["--model", "nolayers.pt"], "no Conv2d or Linear weights in nolayers.pt"),
+    (["--model", "inf.pt"], "layer 'classifier.1' has 1 NaN or inf weights"),
+    (["--model", "missing.pt"], "model file not found: missing.pt"),
+    (["--model", "module.pt"], "module.pt holds pickled Python objects"),
+    (["--config", "gap.json"], "layer 'features.2': the tiles do not cover the matrix"),
+    (["--cols", "6"], "cols=6 cannot hold one weight"),
+    (["--dac-bits", "9"], "dac_bits=9 exceeds input_bits=8"),
+    (["--cell-bits", "5"], "--cell-bits: Input should be less than or equal to 4"),
+])
+def test_bad_input_is_one_line_and_leaves_nothing(bad_inputs, args, message):
+    done = run("generate", *args, "--out", "result", cwd=bad_inputs)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("codesign: error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (bad_inputs / "result").exists()
+    assert not [p for p in bad_inputs.iterdir() if p.name.startswith(".result")]

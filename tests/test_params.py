@@ -1,0 +1,120 @@
+"""Parameter files: read back by Icarus ($readmemh, `include, the SV package) and by a C compiler."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from codesign.analysis import analyze
+from codesign.config import CrossbarConfig
+from codesign.generate import generate
+from codesign.ingest import load_model
+from codesign.params import WORD, file_stem, identifier, tile_name
+from codesign.tools import iverilog
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    config = analyze(load_model(None), CrossbarConfig(rows=64, cols=72)).to_config()   # 72: 8 unused columns
+    rng = np.random.default_rng(5)
+    for layer in config.layers:                    # exercise the shift field too
+        for tile in layer.tiles:
+            tile.adc_shift = rng.integers(0, 32, len(tile.adc_shift)).tolist()
+    out = tmp_path_factory.mktemp("gen") / "out"
+    generate(config, out)
+    return config, out
+
+
+def test_names():
+    assert identifier("features.3#1") == "FEATURES_3_G1" and file_stem("layer1.0.conv2") == "layer1_0_conv2"
+    assert identifier("3x") == "L_3X" and tile_name(7, 12) == "tile_007" and tile_name(7, 1200) == "tile_0007"
+
+
+def test_icarus_reads_headers_and_memories(generated, tmp_path):
+    config, out = generated
+    tool = iverilog()
+    for layer in config.layers:
+        stem = file_stem(layer.key)
+        geo = config.geometry(layer)
+        for index in (0, len(layer.tiles) - 1):
+            name = tile_name(index, len(layer.tiles))
+            tb = tmp_path / "tb.v"
+            tb.write_text(f"""
+module tb;
+  `include "{stem}.vh"
+  reg [CFG_WORD_WIDTH-1:0] cfg [0:XBAR_COLS-1];
+  reg [XBAR_COLS-1:0] skip [0:0];
+  integer p;
+  initial begin
+    $readmemh("{out}/params/{stem}/{name}.mem", cfg);
+    $readmemh("{out}/params/{stem}/{name}.skip.mem", skip);
+    $display("%0d %0d %0d %0d %0d %0d", MATRIX_ROWS, MATRIX_COLS, XBAR_ROWS, XBAR_COLS, SLICES, TILES);
+    for (p = 0; p < XBAR_COLS; p = p + 1)
+      $display("%0d %0d %0d", cfg[p][CFG_BITS_WIDTH-1:0], cfg[p][CFG_WORD_WIDTH-1:CFG_BITS_WIDTH], skip[0][p]);
+    $finish;
+  end
+endmodule
+""")
+            subprocess.run([str(tool.path), "-g2012", "-I", str(out / "params"), "-o", str(tmp_path / "tb.vvp"),
+                            str(tb)], check=True, capture_output=True, text=True)
+            lines = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, capture_output=True,
+                                   text=True).stdout.split("\n")
+            assert lines[0].split() == [str(v) for v in (layer.matrix.rows, layer.matrix.cols, geo.rows, geo.cols,
+                                                         geo.slices, len(layer.tiles))]
+            tile = layer.tiles[index]
+            used = len(tile.adc_bits)
+            expected = [(b, k, int(b == 0)) for b, k in zip(tile.adc_bits, tile.adc_shift)]
+            expected += [(0, 0, 1)] * (geo.cols - used)
+            got = [tuple(int(v) for v in line.split()) for line in lines[1:1 + geo.cols]]
+            assert got == expected
+
+
+def test_systemverilog_package_compiles(generated, tmp_path):
+    config, out = generated
+    tb = tmp_path / "use_pkg.sv"
+    tb.write_text("module use_pkg; import codesign_pkg::*; column_cfg_t c; initial begin "
+                  "c = 10'h3a5; $display(\"%0d %0d %0d %0d\", c.bits, c.shift, FEATURES_5_XBAR_ROWS, "
+                  "CLASSIFIER_3_TILES); end endmodule\n")
+    subprocess.run([str(iverilog().path), "-g2012", "-o", str(tmp_path / "p.vvp"), str(out / "params" / "codesign_pkg.sv"),
+                    str(tb)], check=True, capture_output=True, text=True)
+    shown = subprocess.run(["vvp", "-n", str(tmp_path / "p.vvp")], check=True, capture_output=True, text=True).stdout
+    last = config.layer("classifier.3")
+    assert shown.split()[:4] == ["5", "29", "64", str(len(last.tiles))]   # 0x3a5 = shift 29, bits 5
+
+
+def test_c_header_compiles_and_matches(generated, tmp_path):
+    config, out = generated
+    layer = config.layer("features.2")
+    tile = layer.tiles[-1]
+    program = tmp_path / "main.c"
+    program.write_text(f"""#include <stdio.h>
+#include "codesign_params.h"
+int main(void) {{
+    const unsigned t = FEATURES_2_TILES - 1;
+    printf("%u %u\\n", FEATURES_2_TILE_RANGES[t].row_start, FEATURES_2_TILE_RANGES[t].col_count);
+    for (unsigned p = 0; p < FEATURES_2_XBAR_COLS; p++)
+        printf("%u %u\\n", CODESIGN_CFG_BITS(FEATURES_2_TILE_CFG[t][p]), CODESIGN_CFG_SHIFT(FEATURES_2_TILE_CFG[t][p]));
+    return 0;
+}}
+""")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, "-std=c99", "-Wall", "-Werror", "-I", str(out / "params"), "-o", str(tmp_path / "m"),
+                    str(program)], check=True)
+    lines = subprocess.run([str(tmp_path / "m")], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert lines[0].split() == [str(tile.row_start), str(tile.col_count)]
+    pairs = [tuple(map(int, line.split())) for line in lines[1:]]
+    assert pairs[:len(tile.adc_bits)] == list(zip(tile.adc_bits, tile.adc_shift))
+    assert set(pairs[len(tile.adc_bits):]) == {(0, 0)}
+
+
+def test_params_json_lists_every_tile(generated):
+    config, out = generated
+    document = json.loads((out / "params" / "params.json").read_text())
+    assert document["word"] == {"width": WORD.width, "bits": [4, 0], "shift": [9, 5], "hex_digits": 3}
+    for layer, entry in zip(config.layers, document["layers"]):
+        assert entry["key"] == layer.key and len(entry["tiles"]) == len(layer.tiles)
+        for tile, listed in zip(layer.tiles, entry["tiles"]):
+            assert (out / "params" / listed["mem"]).is_file()
+            assert listed["converted_columns"] == sum(1 for b in tile.adc_bits if b)
