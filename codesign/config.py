@@ -153,11 +153,11 @@ def _dumps(value: Any, indent: str = "") -> str:
         inner = indent + "  "
         items = (f"{inner}{json.dumps(k)}: {_dumps(v, inner)}" for k, v in value.items())
         return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+    if isinstance(value, list) and value and isinstance(value[0], (dict, list)):
         inner = indent + "  "
         return "[\n" + ",\n".join(inner + _dumps(v, inner) for v in value) + "\n" + indent + "]"
     if isinstance(value, list):
-        return "[" + ",".join(json.dumps(v) for v in value) + "]"
+        return json.dumps(value, separators=(",", ":"))
     return json.dumps(value)
 
 

@@ -82,7 +82,8 @@ def tile_words(tile: TileConfig, geometry: Geometry) -> list[int]:
 
 def skip_mask(words: list[int]) -> int:
     """Bit p set when physical column p is not converted."""
-    return sum(1 << p for p, word in enumerate(words) if WORD.unpack(word)[0] == 0)
+    bits_mask = (1 << WORD.bits_width) - 1
+    return int("".join("0" if word & bits_mask else "1" for word in reversed(words)), 2)
 
 
 def layer_values(layer: LayerConfig, geometry: Geometry) -> dict[str, Any]:
