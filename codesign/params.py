@@ -149,7 +149,8 @@ def write_params(config: HardwareConfig, out: Path) -> list[Path]:
                 "row_start": tile.row_start, "row_count": tile.row_count,
                 "col_start": tile.col_start, "col_count": tile.col_count,
                 "converted_columns": sum(1 for b in tile.adc_bits if b),
-                "max_bits": max(tile.adc_bits, default=0)})
+                "max_bits": max(tile.adc_bits, default=0),
+                "bits_histogram": [tile.adc_bits.count(b) for b in range(max(tile.adc_bits, default=0) + 1)]})
         params = [(_PACKAGE_NAMES.get(k, k.upper()), values[k]) for k in _PACKAGE_PARAMS]
         params.append(("TILES", len(layer.tiles)))
         package_layers.append({"layer": layer, "ident": ident, "params": params, "g": values,

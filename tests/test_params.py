@@ -118,3 +118,4 @@ def test_params_json_lists_every_tile(generated):
         for tile, listed in zip(layer.tiles, entry["tiles"]):
             assert (out / "params" / listed["mem"]).is_file()
             assert listed["converted_columns"] == sum(1 for b in tile.adc_bits if b)
+            assert listed["bits_histogram"] == [sum(1 for b in tile.adc_bits if b == n) for n in range(max(tile.adc_bits) + 1)]
