@@ -124,8 +124,7 @@ def layer_cost(spec: LayerSpec, geometry: Geometry, sums: np.ndarray, uniform: b
     """(energy pJ per inference, area µm²) of one layer from its row-block column sums (see above)."""
     from .cost import LayerTiles, layer_total_cost
 
-    tiles = LayerTiles.from_row_blocks(spec.key, lossless_bits(sums, geometry), geometry, spec.q.shape[0],
-                                       spec.positions)
+    tiles = LayerTiles.from_row_blocks(lossless_bits(sums, geometry), geometry, spec.q.shape[0], spec.positions)
     cost = layer_total_cost(tiles, "uniform" if uniform else "per_column")
     return cost.total_energy_pj, cost.total_area_um2
 

@@ -448,7 +448,6 @@ class LayerTiles:
     """ADC bits of one layer's tiles: ``bits[t, p]`` for tile ``t`` and tile-local physical column
     ``p`` (0 beyond the tile's ``width[t]`` physical columns); ``rows[t]`` wordlines in use."""
 
-    key: str
     geometry: Geometry
     positions: Optional[int]
     bits: np.ndarray
@@ -464,10 +463,10 @@ class LayerTiles:
             width[t] = len(tile.adc_bits)
             bits[t, :width[t]] = tile.adc_bits
         rows = np.array([tile.row_count for tile in layer.tiles], dtype=np.int64)
-        return cls(layer.key, geometry, layer.positions, bits, width, rows)
+        return cls(geometry, layer.positions, bits, width, rows)
 
     @classmethod
-    def from_row_blocks(cls, key: str, block_bits: np.ndarray, geometry: Geometry, matrix_rows: int,
+    def from_row_blocks(cls, block_bits: np.ndarray, geometry: Geometry, matrix_rows: int,
                         positions: Optional[int]) -> "LayerTiles":
         """From ``bits[row_block, layer-wide physical column]`` of the default tiling."""
         blocks, total = block_bits.shape
@@ -477,7 +476,7 @@ class LayerTiles:
         padded[:, :total] = block_bits
         width = np.minimum(P, total - np.arange(col_blocks) * P)
         rows = np.minimum(geometry.rows, matrix_rows - np.arange(blocks) * geometry.rows)
-        return cls(key, geometry, positions, padded.reshape(blocks * col_blocks, P),
+        return cls(geometry, positions, padded.reshape(blocks * col_blocks, P),
                    np.tile(width, blocks), np.repeat(rows, col_blocks))
 
     def design_bits(self, design: str) -> np.ndarray:
@@ -503,10 +502,7 @@ class DesignCounts:
     adcs: np.ndarray
     live_tiles: int
     live_rows: int
-    live_cells: int
     live_columns: int
-    live_input_regs: float
-    live_output_regs: float
     sar_steps: int
 
 
@@ -527,10 +523,7 @@ def count_design(tiles: LayerTiles, bits: np.ndarray) -> DesignCounts:
         adcs=np.bincount(adc_bits[adc_bits > 0], minlength=width),
         live_tiles=int(live.sum()),
         live_rows=int(tiles.rows[live].sum()),
-        live_cells=int(live.sum()) * geo.rows * geo.cols,
         live_columns=int(tiles.width[live].sum()),
-        live_input_regs=float(live.sum()) * geo.rows / 128,
-        live_output_regs=float(live.sum()) * geo.cols / 128,
         sar_steps=int(steps),
     )
 
@@ -570,17 +563,16 @@ def price(counts: DesignCounts, geometry: Geometry, positions: int, adc: AdcTabl
     e_scale, a_scale = energy_scale(ISAAC_NODE_NM, tech_nm), area_scale(ISAAC_NODE_NM, tech_nm)
     mvm_cycles = positions * geometry.input_cycles
     conversions = int(counts.columns.sum()) * mvm_cycles
-    cells = counts.live_cells / (128 * 128)
-    regs_energy = COMPONENTS["registers"].energy_pj * (_INPUT_REG_ENERGY * counts.live_input_regs
-                                                        + (1 - _INPUT_REG_ENERGY) * counts.live_output_regs)
-    regs_area = COMPONENTS["registers"].area_um2 * (_INPUT_REG_AREA * counts.live_input_regs
-                                                    + (1 - _INPUT_REG_AREA) * counts.live_output_regs)
+    arrays = counts.live_tiles * geometry.rows * geometry.cols / (128 * 128)  # in 128×128 equivalents
+    inputs, outputs = counts.live_tiles * geometry.rows / 128, counts.live_tiles * geometry.cols / 128
+    regs_energy = COMPONENTS["registers"].energy_pj * (_INPUT_REG_ENERGY * inputs + (1 - _INPUT_REG_ENERGY) * outputs)
+    regs_area = COMPONENTS["registers"].area_um2 * (_INPUT_REG_AREA * inputs + (1 - _INPUT_REG_AREA) * outputs)
     dac_scale = 2.0 ** (geometry.dac_bits - 1)
     energy = {
         "adc": float(counts.columns @ adc.energy_pj[:len(counts.columns)]) * mvm_cycles,
         "dac": COMPONENTS["dac"].energy_pj * dac_scale * counts.live_rows * mvm_cycles * e_scale,
         "sample_hold": COMPONENTS["sample_hold"].energy_pj * conversions * e_scale,
-        "array": COMPONENTS["array"].energy_pj * cells * mvm_cycles * e_scale,
+        "array": COMPONENTS["array"].energy_pj * arrays * mvm_cycles * e_scale,
         "shift_add": COMPONENTS["shift_add"].energy_pj * conversions * e_scale,
         "registers": regs_energy * mvm_cycles * e_scale,
     }
@@ -588,7 +580,7 @@ def price(counts: DesignCounts, geometry: Geometry, positions: int, adc: AdcTabl
         "adc": float(counts.adcs @ adc.area_um2[:len(counts.adcs)]),
         "dac": COMPONENTS["dac"].area_um2 * dac_scale * counts.live_rows * a_scale,
         "sample_hold": COMPONENTS["sample_hold"].area_um2 * counts.live_columns * a_scale,
-        "array": COMPONENTS["array"].area_um2 * cells * a_scale,
+        "array": COMPONENTS["array"].area_um2 * arrays * a_scale,
         "shift_add": COMPONENTS["shift_add"].area_um2 * int(counts.adcs.sum()) * a_scale,
         "registers": regs_area * a_scale,
     }

@@ -148,9 +148,12 @@ def plot_layer_energy(layers: list[str], energy: dict[str, list[float]], model: 
     return _png(fig)
 
 
-def plot_tiles(grids: dict, limit: int = 48) -> str:
+TILE_PLOT_LAYERS = 48  #: Heat maps drawn at most (the first layers); summary.json has them all.
+
+
+def plot_tiles(grids: dict) -> str:
     plt = _pyplot()
-    names = list(grids)[:limit]
+    names = list(grids)[:TILE_PLOT_LAYERS]
     ncols = min(6, len(names))
     nrows = math.ceil(len(names) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.0 * nrows + 0.4), squeeze=False)
@@ -313,7 +316,8 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
     sections.append(_section(
         "Tiles per D.U.B. level and per-tile bits",
         ["Level k: the tile's lossless bits are k below the layer's uniform resolution (D.U.B., seeds.md 1.3). "
-         "The heat maps show each tile's largest ADC bits (its per-crossbar resolution)."],
+         "The heat maps show each tile's largest ADC bits (its per-crossbar resolution)"
+         + (f", for the first {TILE_PLOT_LAYERS} layers." if len(summary["tiles"]) > TILE_PLOT_LAYERS else ".")],
         [_table(["level k", "tiles"], [[k, n] for k, n in enumerate(levels["levels"])] + [["empty", levels["empty"]]])],
         plot_tiles(summary["tiles"]) if plots else None))
 

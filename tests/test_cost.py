@@ -191,3 +191,21 @@ def test_adc_energy_ratios_for_pruning_results():
 def test_unknown_model_is_one_line_error():
     with pytest.raises(CodesignError, match="unknown ADC model 'flash'"):
         estimate(config_of(spec([[1]]), rows=4, cols=4), models=["flash"])
+
+
+def test_search_objective_prices_like_the_report():
+    # The crossbar-size search builds tiles from row-block sums, the report from hw_config.json:
+    # both must give the same energy and area for the default tiling.
+    from codesign.analysis import layer_cost, make_geometry
+    from codesign.mapping import layer_column_sums
+
+    rng = np.random.default_rng(3)
+    q = rng.integers(-127, 128, size=(300, 40)) * (rng.random((300, 40)) < 0.3)
+    layer = spec(q, positions=7, weight_bits=8, input_bits=8)
+    crossbar = CrossbarConfig(rows=128, cols=64, cell_bits=2, dac_bits=1)
+    config = config_of(layer, rows=128, cols=64)
+    geo = make_geometry(layer, crossbar)
+    for design, uniform in (("per_column", False), ("uniform", True)):
+        energy, area = layer_cost(layer, geo, layer_column_sums(layer.q, geo), uniform=uniform)
+        total = estimate(config, models=["isaac"]).total("isaac", design)
+        assert energy == pytest.approx(total.total_energy_pj) and area == pytest.approx(total.total_area_um2)
