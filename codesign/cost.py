@@ -68,7 +68,11 @@ def node_in_range(node_nm: float) -> bool:
 
 
 def _position(node_nm: float) -> tuple[float, float]:
-    """(fractional table index, extrapolation ratio node/edge) of a node; index linear in nm."""
+    """(fractional table index, extrapolation ratio node/edge) of a node; index linear in nm.
+
+    22 nm sits 5/6 of the way from 32 to 20 nm. (hwcomponents' interpolation weights the farther
+    neighbour, giving 32→22 nm area ×0.91; anchors.md 1.2's computed ×0.55 is this linear reading.)
+    """
     clamped = min(max(node_nm, NODE_RANGE_NM[0]), NODE_RANGE_NM[1])
     for i in range(len(_NODES_NM) - 1):
         big, small = _NODES_NM[i], _NODES_NM[i + 1]
@@ -181,6 +185,7 @@ class AdcModel(ABC):
     name: str
     citation: str
     bits_range: tuple[int, Optional[int]]
+    extrapolation = "the source's formula evaluated outside its fitted range"  #: how bits outside the range are priced
 
     @abstractmethod
     def native(self, bits: int, settings: CostSettings) -> tuple[float, float, str]:
@@ -215,8 +220,6 @@ class AdcModel(ABC):
                             f"{NODE_RANGE_NM[1]:g} nm: technology factors extrapolated")
         scaling = "; ".join(dict.fromkeys(notes)) if notes else "no resolution in use"
         return AdcTable(self.name, self.citation, self.conditions(settings), scaling, energy, area, tuple(warnings))
-
-    extrapolation = "the source's formula evaluated outside its fitted range"
 
 
 def _bits_list(bits: list[int]) -> str:
@@ -287,7 +290,8 @@ class MurmannAdc(AdcModel):
     """Andrulis–Murmann survey fit (anchors.md 1.3), constants at full precision from the plug-in.
 
     FOM_S = min(213.78 − 2.872·ln f, FOM_max[⌈b⌉]), FOM_max[n] = 128.31 + 3.2205·n dB;
-    SNDR = 6.02·b + 1.76 dB; E = 1/(2·10^((FOM_S − SNDR)/10)) · exp(26.05 + 1.880·ln node − 2.829·ln b − 1.470) pJ;
+    SNDR = 6.02·b + 1.76 dB;
+    E = 1/(2·10^((FOM_S − SNDR)/10)) · exp(26.05 + 1.880·ln node − 2.829·ln b − 1.470) pJ;
     A = exp(1.346 + 0.9933·ln node + 0.1807·ln f + 0.2991·ln E) µm². Node and rate are inputs of the
     fit, so no technology scaling is applied. The fit needs b ≥ 4 (its −2.829·ln b term makes energy
     *rise* below that); fewer bits are priced as 4 b, i.e. no saving is claimed below the fit's range.
@@ -302,8 +306,10 @@ class MurmannAdc(AdcModel):
     # adc_data/model.yaml; max_by_enob is exactly linear: intercept + step·n, n = 0…20.
     FOMS_INTERCEPT, FOMS_FREQ = 213.7806687348118, -2.8719030399529957
     FOMS_MAX_0, FOMS_MAX_STEP, FOMS_MAX_LAST = 128.3068287398817, 3.220511510977564, 20
-    TECH_INTERCEPT, TECH_SLOPE, ENOB_SLOPE, RESIDUAL = 26.0496215686518, 1.8800369206815004, -2.8291256050594527, -1.4702022133784405
-    AREA_INTERCEPT, AREA_TECH, AREA_FREQ, AREA_ENERGY = 1.3461916439910742, 0.9932794744745022, 0.18071538424508238, 0.29912426192653485
+    TECH_INTERCEPT, TECH_SLOPE = 26.0496215686518, 1.8800369206815004
+    ENOB_SLOPE, RESIDUAL = -2.8291256050594527, -1.4702022133784405
+    AREA_INTERCEPT, AREA_TECH = 1.3461916439910742, 0.9932794744745022
+    AREA_FREQ, AREA_ENERGY = 0.18071538424508238, 0.29912426192653485
 
     def native(self, bits: int, settings: CostSettings) -> tuple[float, float, str]:
         f, node = settings.sample_rate_hz, settings.tech_nm

@@ -246,10 +246,10 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
     designs = list(summary["designs"])
     totals = summary["models"][model]["totals"]
     ratios = summary["models"][model]
-    headline = [[summary["designs"][d], energy(totals[d]["adc_energy_pj"]), times(ratios["vs_uniform"][d]["adc_energy"]),
-                 times(ratios["vs_per_crossbar"][d]["adc_energy"]), area(totals[d]["adc_area_um2"]),
-                 energy(totals[d]["energy_pj"]), area(totals[d]["area_um2"]), f"{totals[d]['conversions']:,}",
-                 f"{totals[d]['latency_ns'] / 1e3:.4g} µs"] for d in designs]
+    headline = [[summary["designs"][d], energy(totals[d]["adc_energy_pj"]),
+                 times(ratios["vs_uniform"][d]["adc_energy"]), times(ratios["vs_per_crossbar"][d]["adc_energy"]),
+                 area(totals[d]["adc_area_um2"]), energy(totals[d]["energy_pj"]), area(totals[d]["area_um2"]),
+                 f"{totals[d]['conversions']:,}", f"{totals[d]['latency_ns'] / 1e3:.4g} µs"] for d in designs]
     sections = [_section(
         "Designs compared",
         [f"ADC model of this table: {model} — {summary['adc_models'][model]['source']}; "
@@ -286,8 +286,9 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
         [f"Technology scaling: {summary['technology_scaling']['source']} (energy at V_dd = 0.8 V)."],
         [_table(["model", "source", "conditions", "scaling path", "per resolution in use"], sources)]))
 
-    components = [[name, f"{c['energy_pj']:.4g} pJ per {c['energy_per']}", f"{c['area_um2']:.4g} µm² per {c['area_per']}",
-                   c["derivation"], c["scaling"]] for name, c in summary["components"].items()]
+    components = [[name, f"{c['energy_pj']:.4g} pJ per {c['energy_per']}",
+                   f"{c['area_um2']:.4g} µm² per {c['area_per']}", c["derivation"], c["scaling"]]
+                  for name, c in summary["components"].items()]
     sections.append(_section("Components (ISAAC table)", [f"Source: {ISAAC_CITATION}."],
                              [_table(["component", "energy", "area", "derivation", "scaling"], components)]))
 
@@ -388,7 +389,8 @@ def load_folder(folder: Path) -> tuple[HardwareConfig, Optional[dict]]:
         try:
             sweep = json.loads(sweep_path.read_text())
         except json.JSONDecodeError as exc:
-            raise CodesignError(f"{sweep_path} is not valid JSON ({exc.msg}); rerun 'codesign generate --search'") from None
+            raise CodesignError(f"{sweep_path} is not valid JSON ({exc.msg}); "
+                                f"rerun 'codesign generate --search'") from None
     return config, sweep
 
 
@@ -442,7 +444,8 @@ def headline(summary: dict) -> str:
                      f"{times(data['vs_per_crossbar'][design]['adc_energy']):>8} vs per-crossbar")
     band = summary["band"]["per_column"]["vs_uniform"]
     lines.append(f"per-column vs uniform across {len(band['by_model'])} ADC models: {times(band['min'])} "
-                 f"({band['min_model']}) – {times(band['max'])} ({band['max_model']}), median {times(band['median'])}")
+                 f"({band['min_model']}) – {times(band['max'])} ({band['max_model']}), "
+                 f"median {times(band['median'])}")
     status = summary["periphery"]
     if status and status["measured"]:
         lines.append("periphery (Yosys, pre-layout): " + ", ".join(

@@ -164,7 +164,8 @@ def periphery(rtl_dir: Path) -> dict:
                     "yosys": None, "reason": None, "how_to_enable": None}
     if not sorted(rtl_dir.glob("*.v")):
         status["reason"] = f"no Verilog in {rtl_dir.name}/ (the periphery RTL is not in this folder)"
-        status["how_to_enable"] = "run 'codesign generate' with the RTL generator to write rtl/, then 'codesign report DIR'"
+        status["how_to_enable"] = ("run 'codesign generate' with the RTL generator to write rtl/, "
+                                   "then 'codesign report DIR'")
         return status
     try:
         results = synthesize_rtl(rtl_dir)
