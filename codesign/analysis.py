@@ -111,44 +111,22 @@ def config_bits_histogram(config: HardwareConfig) -> dict[int, int]:
 # ---------------------------------------------------------------------------------------------
 # Crossbar-size search
 #
-# Objective (per layer, and summed over layers for the global choice), documented in README.md:
-#   J(R, C) = E(R, C) / E_ref + A(R, C) / A_ref
-# E: ADC conversion energy per inference = Σ_positions Σ_tiles Σ_columns T · E_conv(b), with the
-#    simple per-bit model E_conv(b) = 1.67 pJ · 2^(b − 8) (ISAAC's 8-bit SAR scaled by 2 per bit).
-# A: area of the non-empty crossbars: R·C cells at ISAAC's 25 µm² per 128×128 array, plus
-#    ceil(C/128) ADCs per crossbar, each sized for the tile's largest bits: 1200 µm² · 2^(B − 8).
+# Objective (per layer, and summed over layers for the global choice), documented in README.md
+# ("Cost models"):  J(R, C) = E(R, C) / E_ref + A(R, C) / A_ref
+# E: energy per inference of the per-column lossless design (codesign.cost, default settings: the
+#    isaac ADC model at 32 nm plus ISAAC's DAC, sample-and-hold, array, shift-add and registers);
+# A: area of the live crossbars (arrays, ADCs sized for the largest bits they convert, DACs, S+H,
+#    shift-adds, registers); empty crossbars are removed.
 # E_ref, A_ref: the same layer on 128×128 crossbars with every column at the uniform resolution.
-# The cost-model stage replaces E_conv and the ADC area with its published models.
-
-ISAAC_ADC_PJ = 1.67
-ISAAC_ADC_UM2 = 1200.0
-ISAAC_ARRAY_UM2_PER_CELL = 25.0 / (128 * 128)
-
-
-def _conv_energy(bits: np.ndarray) -> np.ndarray:
-    return np.where(bits > 0, ISAAC_ADC_PJ * np.exp2(bits.astype(np.float64) - 8), 0.0)
-
-
-def _adc_area(bits: np.ndarray) -> np.ndarray:
-    return np.where(bits > 0, ISAAC_ADC_UM2 * np.exp2(bits.astype(np.float64) - 8), 0.0)
 
 
 def layer_cost(spec: LayerSpec, geometry: Geometry, sums: np.ndarray, uniform: bool = False) -> tuple[float, float]:
-    """(energy pJ per inference, area µm²) of one layer from its row-block column sums."""
-    bits = lossless_bits(sums, geometry)
-    if uniform:
-        bits = np.full_like(bits, geometry.uniform_bits)
-    N = spec.q.shape[1]
-    L, width = geometry.logical_cols, geometry.phys_per_logical
-    col_blocks = ceil_div(N, L)
-    pad = col_blocks * L * width - bits.shape[1]
-    per_tile = np.pad(bits, ((0, 0), (0, pad))).reshape(bits.shape[0], col_blocks, L * width)
-    tile_max = per_tile.max(axis=2)
-    energy = float(_conv_energy(bits).sum()) * geometry.input_cycles * (spec.positions or 1)
-    live = tile_max > 0
-    area = float(live.sum()) * geometry.rows * geometry.cols * ISAAC_ARRAY_UM2_PER_CELL
-    area += float(_adc_area(tile_max).sum()) * default_adcs(geometry.cols)
-    return energy, area
+    """(energy pJ per inference, area µm²) of one layer from its row-block column sums (see above)."""
+    from .cost import LayerTiles, layer_total_cost
+
+    tiles = LayerTiles.from_row_blocks(lossless_bits(sums, geometry), geometry, spec.q.shape[0], spec.positions)
+    cost = layer_total_cost(tiles, "uniform" if uniform else "per_column")
+    return cost.total_energy_pj, cost.total_area_um2
 
 
 @dataclass

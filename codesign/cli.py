@@ -126,7 +126,7 @@ def raise_error(message: str) -> None:
 def format_sweep(sweep: dict) -> str:
     best = sweep["best"]
     lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; see README):",
-             f"  {'rows':>5} {'cols':>5} {'tiles':>7} {'ADC energy [nJ]':>16} {'area [mm²]':>11} {'J':>7}"]
+             f"  {'rows':>5} {'cols':>5} {'tiles':>7} {'energy [nJ]':>16} {'area [mm²]':>11} {'J':>7}"]
     for p in sweep["global"]:
         mark = "  ← best" if (p.rows, p.cols) == (best.rows, best.cols) else ""
         lines.append(f"  {p.rows:>5} {p.cols:>5} {p.tiles:>7} {p.energy_pj / 1e3:>16.3f} "
@@ -168,9 +168,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     model, config, sweep = load_inputs(args)
     out = Path(args.out)
-    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None)
+    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None,
+                       report=not args.no_report)
     print(summary_text(summary))
-    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), summary.json")
+    report = ", report/" if "report" in summary["files"] else ""
+    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), summary.json{report}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .cost import CostSettings
+    from .report import headline, write_report
+
+    values = {"adc_model": args.adc_model, "tech_nm": args.tech_nm, "sample_rate_hz": args.sample_rate,
+              "walden_fom_fj": args.walden_fom}
+    try:
+        settings = CostSettings(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = {"adc_model": "adc-model", "tech_nm": "tech-nm", "sample_rate_hz": "sample-rate",
+                "walden_fom_fj": "walden-fom"}[str(err["loc"][0])]
+        raise_error(f"--{flag}: {err['msg']}")
+    summary = write_report(Path(args.dir), settings, calibrated=args.calibrated, synthesize=not args.no_synth)
+    print(headline(summary))
+    print(f"\nwrote {Path(args.dir) / 'report'}/: report.html, report.md, summary.json")
     return 0
 
 
@@ -209,6 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_crossbar_args(generate)
     generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
     generate.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    generate.add_argument("--no-report", action="store_true", help="do not write report/ (see 'codesign report')")
+
+    report = command("report", cmd_report,
+                     "write DIR/report/: area, energy and latency of four ADC designs under five ADC models, "
+                     "with sources (report.html, report.md, summary.json)")
+    report.add_argument("dir", metavar="DIR", help="output folder of 'codesign generate' (holds hw_config.json)")
+    report.add_argument("--adc-model", choices=("isaac", "walden", "murmann", "zigzag", "neurosim-sar"),
+                        help="ADC model of the headline figures (default isaac; the band shows all)")
+    report.add_argument("--tech-nm", type=float, metavar="NM", help="technology node in nm (default 32, ISAAC's)")
+    report.add_argument("--sample-rate", type=float, metavar="HZ",
+                        help="conversions per second of one ADC (default 1.2e9, ISAAC's)")
+    report.add_argument("--walden-fom", type=float, metavar="FJ",
+                        help="Walden FOM in fJ per conversion step at 32 nm (default ISAAC-implied 6.51)")
+    report.add_argument("--calibrated", metavar="FILE",
+                        help="a calibrated hw_config.json with the same tiles: adds the per-column calibrated design")
+    report.add_argument("--no-synth", action="store_true",
+                        help="skip Yosys synthesis of DIR/rtl/ (the report then says the periphery was not measured)")
 
     command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
     return parser

@@ -109,10 +109,12 @@ def staged_folder(out: Path, force: bool) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict | None = None) -> dict:
+def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict | None = None,
+             report: bool = True) -> dict:
     """Write the output folder for ``config``; returns the summary (also in summary.json).
 
-    ``sweep`` (the crossbar-size search, as JSON) is written to ``search.json`` when given.
+    ``sweep`` (the crossbar-size search, as JSON) is written to ``search.json`` when given;
+    ``report`` writes ``report/`` (:func:`codesign.report.write_report`, default cost settings) last.
     """
     from .params import write_params
 
@@ -130,6 +132,11 @@ def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
+        if report:
+            from .report import write_report
+
+            write_report(tmp)
+            summary["files"]["report"] = "report/"
     return summary
 
 
