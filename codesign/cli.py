@@ -170,7 +170,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None)
     print(summary_text(summary))
-    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), summary.json")
+    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), "
+          f"rtl/ ({summary['files']['rtl_modules']} Verilog modules), summary.json")
     return 0
 
 
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the HardwareConfig (hw_config.json) to stdout")
 
     generate = command("generate", cmd_generate,
-                       "write hw_config.json, RTL parameter files and a summary into an output folder")
+                       "write hw_config.json, RTL parameter files, the periphery RTL and a summary into an output folder")
     add_model_args(generate)
     add_crossbar_args(generate)
     generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
