@@ -33,8 +33,9 @@ class SARController(wiring.Component):
     occupy the ``b`` cycles after acceptance (``adc.step = 1``; ``cmp`` is sampled at the end of
     each). The result is registered: ``res.valid`` rises the cycle after the last step and
     stays until accepted. If the previous result is still waiting, the last step repeats
-    (``adc.step`` stays 1) until ``res`` has room. A command with ``b = 0`` is consumed in the
-    cycle it is offered, takes no step and yields no result: its value is 0 by definition.
+    (``adc.step`` stays 1) until ``res`` has room. A command with ``b = 0`` takes no comparison
+    step and yields no result (its value is 0 by definition); only its transfer occupies the
+    command stream for a cycle, which is why :class:`ColumnSequencer` never issues one.
 
     Parameters
     ----------

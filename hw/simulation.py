@@ -86,7 +86,7 @@ class TileRun:
 
 
 def simulate_tile(tile: TilePeriphery, x: np.ndarray, acc: np.ndarray, y: np.ndarray, *,
-                  ready: Callable[[int], bool] = lambda cycle: True, vcd: str | None = None) -> TileRun:
+                  ready: Callable[[int], bool] = lambda cycle: True) -> TileRun:
     """Simulate ``tile`` on input vectors ``x[B, R]`` with starting values ``acc[B, L]``.
 
     ``y[B, T, C]`` are the column values the crossbar model answers from; ``ready(cycle)``
@@ -129,28 +129,19 @@ def simulate_tile(tile: TilePeriphery, x: np.ndarray, acc: np.ndarray, y: np.nda
             delivered += int(bool(valid and ready_now))
             cycle += 1
 
-    sim = Simulator(tile)
-    sim.add_clock(CLOCK_PERIOD)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(CrossbarModel(tile, y).testbench, background=True)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(tile, producer, consumer, background=(monitor, CrossbarModel(tile, y).testbench))
     if len(taken) < count:
         raise RuntimeError(f"the tile delivered {len(taken)} of {count} results within {budget} cycles")
     return TileRun(np.array(results, dtype=np.int64).reshape(count, p.logical_cols), accepted, taken)
 
 
-def simulate(dut: Any, *testbenches: Callable, processes: Sequence[Callable] = ()) -> None:
-    """Run ``testbenches`` against ``dut`` with a clock until they all return."""
+def simulate(dut: Any, *testbenches: Callable, background: Sequence[Callable] = ()) -> None:
+    """Run async ``testbenches`` against ``dut`` with a clock until they all return;
+    ``background`` testbenches (models of the surroundings) run alongside and never end."""
     sim = Simulator(dut)
-    sim.add_clock(CLOCK_PERIOD)
-    for process in processes:
-        sim.add_process(process)
+    sim.add_clock(CLOCK_PERIOD, if_exists=True)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
     for bench in testbenches:
         sim.add_testbench(bench)
     sim.run()
