@@ -158,8 +158,9 @@ def write_rtl(config: HardwareConfig, out: Path, params_dir: Path) -> dict:
                         "layers": [layer.key for layer in group.layers]})
         for layer in group.layers:
             tiles = []
-            for tile, mem in zip(layer.tiles, mem_files[layer.key]):
-                tiles.append({"cfg_file": f"{prefix}/{mem}", **tile_cycles(group.params, tile.adc_bits)})
+            for index, (tile, mem) in enumerate(zip(layer.tiles, mem_files[layer.key])):
+                tiles.append({"index": index, "cfg_file": f"{prefix}/{mem}",
+                              **tile_cycles(group.params, tile.adc_bits)})
             layers.append({"name": layer.key, "module": group.name, "tiles": tiles})
     manifest = {"generator": f"codesign {__version__}", "config_memory": CONFIG_FILE,
                 "modules": modules, "layers": layers}

@@ -225,6 +225,25 @@ def sar_result_layout(bmax: int, value_width: int, tag_shape: object) -> data.St
     return data.StructLayout({"code": unsigned(bmax), "value": unsigned(value_width), "tag": tag_shape})
 
 
+class PeripheryComponent(wiring.Component):
+    """Base of the components built from :class:`PeripheryParams`: checks the parameters,
+    builds the signature with :meth:`members` and exposes the parameters as :attr:`params`."""
+
+    def __init__(self, params: PeripheryParams):
+        if not isinstance(params, PeripheryParams):
+            raise TypeError(f"params must be a PeripheryParams, not {params!r}")
+        self._params = params
+        super().__init__(self.members(params))
+
+    def members(self, params: PeripheryParams) -> "wiring.Signature | dict":
+        """The component's signature, or its members."""
+        raise NotImplementedError
+
+    @property
+    def params(self) -> PeripheryParams:
+        return self._params
+
+
 class AdcSignature(wiring.Signature):
     """The analog boundary of one SAR ADC, seen from the digital side.
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from .periphery import ConfigReadSignature, PeripheryParams
+from .periphery import ConfigReadSignature, PeripheryComponent, PeripheryParams
 
 
 def lowest_set(bits: list[Value]) -> tuple[Value, Value]:
@@ -24,7 +24,7 @@ def lowest_set(bits: list[Value]) -> tuple[Value, Value]:
                                    Cat(high_index, Const(0, width - len(high_index)), high_any))
 
 
-class ColumnSequencer(wiring.Component):
+class ColumnSequencer(PeripheryComponent):
     """Issues one SAR command per converted column, lane by lane, for one input cycle.
 
     Lane ``g`` (one per ADC, :attr:`PeripheryParams.lanes`) owns a contiguous range of
@@ -61,22 +61,15 @@ class ColumnSequencer(wiring.Component):
         No command of the current pass remains to be issued.
     """
 
-    def __init__(self, params: PeripheryParams):
-        if not isinstance(params, PeripheryParams):
-            raise TypeError(f"params must be a PeripheryParams, not {params!r}")
-        self._params = params
-        super().__init__({
+    def members(self, params: PeripheryParams) -> dict:
+        return {
             "start": In(1),
             "cycle": In(range(params.cycles)),
             "skip": In(params.cols),
             "cfg": Out(ConfigReadSignature(params.cols)).array(params.adcs),
             "cmd": Out(stream.Signature(params.command_layout)).array(params.adcs),
             "done": Out(1),
-        })
-
-    @property
-    def params(self) -> PeripheryParams:
-        return self._params
+        }
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

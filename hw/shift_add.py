@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal, Value, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from .periphery import PeripheryParams
+from .periphery import PeripheryComponent, PeripheryParams
 
 
 def divmod_const(value: Value, divisor: int) -> tuple[Value, Value]:
@@ -17,7 +17,7 @@ def divmod_const(value: Value, divisor: int) -> tuple[Value, Value]:
     return value // divisor, value % divisor
 
 
-class ShiftAdd(wiring.Component):
+class ShiftAdd(PeripheryComponent):
     """Accumulates ``±value << (v·t + c·s)`` into the logical column of each conversion.
 
     A conversion of physical column ``p = (j·S + s)·2 + pol`` in input cycle ``t`` with
@@ -50,20 +50,13 @@ class ShiftAdd(wiring.Component):
         The results.
     """
 
-    def __init__(self, params: PeripheryParams):
-        if not isinstance(params, PeripheryParams):
-            raise TypeError(f"params must be a PeripheryParams, not {params!r}")
-        self._params = params
-        super().__init__({
+    def members(self, params: PeripheryParams) -> dict:
+        return {
             "conv": In(stream.Signature(params.conversion_layout)).array(params.adcs),
             "load": In(1),
             "init": In(params.results_layout),
             "sums": Out(params.results_layout),
-        })
-
-    @property
-    def params(self) -> PeripheryParams:
-        return self._params
+        }
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config_store import VERILOG_MODULE, ConfigStore
 from .periphery import (CONFIG_WORD, CYCLE_OVERHEAD, VECTOR_OVERHEAD, AdcSignature, ConfigWriteSignature,
-                        PeripheryParams)
+                        PeripheryComponent, PeripheryParams)
 from .sar import SARController
 from .sequencer import ColumnSequencer
 from .shift_add import ShiftAdd
@@ -110,7 +110,7 @@ class TileSignature(wiring.Signature):
         return (*super().annotations(obj), TileAnnotation(self._params))
 
 
-class TilePeriphery(wiring.Component):
+class TilePeriphery(PeripheryComponent):
     """Periphery of one crossbar tile: bit-serial inputs, per-column SAR conversion with skip,
     shift-add, one result vector out.
 
@@ -175,15 +175,11 @@ class TilePeriphery(wiring.Component):
     """
 
     def __init__(self, params: PeripheryParams, init: Sequence[int] | None = None):
-        if not isinstance(params, PeripheryParams):
-            raise TypeError(f"params must be a PeripheryParams, not {params!r}")
-        self._params = params
         self._init = None if init is None else list(init)
-        super().__init__(TileSignature(params))
+        super().__init__(params)
 
-    @property
-    def params(self) -> PeripheryParams:
-        return self._params
+    def members(self, params: PeripheryParams) -> TileSignature:
+        return TileSignature(params)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

@@ -4,8 +4,11 @@ from ``codesign.golden`` column values, returns the golden results in the report
 
 import filecmp
 import json
+import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +16,9 @@ import pytest
 
 from codesign import golden, tools
 from codesign.cli import main
-from codesign.config import load_config
+from codesign.config import CrossbarConfig, HardwareConfig, LayerConfig, MatrixShape, TileConfig, load_config
 from codesign.ingest import load_model
-from codesign.rtl import CONFIG_FILE, MANIFEST, VERILATOR_LINT_FLAGS
+from codesign.rtl import CONFIG_FILE, MANIFEST, VERILATOR_LINT_FLAGS, module_groups
 
 VECTORS = 2
 TIMEOUT_NS = 10_000_000
@@ -23,9 +26,11 @@ TIMEOUT_NS = 10_000_000
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
+    """Two runs of `codesign generate` on the bundled model, in processes with different hash seeds."""
     root = tmp_path_factory.mktemp("generate")
-    for name in ("a", "b"):
-        assert main(["generate", "--out", str(root / name)]) == 0
+    for seed, name in enumerate(("a", "b")):
+        env = dict(os.environ, PYTHONHASHSEED=str(seed + 1))
+        run([sys.executable, "-m", "codesign", "generate", "--out", root / name], cwd=root, env=env)
     return root / "a", root / "b"
 
 
@@ -67,6 +72,31 @@ def test_one_module_per_geometry(out, manifest):
     assert "parameter CFG_FILE" in (out / "rtl" / module["verilog"]).read_text()
 
 
+def layer(name, rows, cols, bits, crossbar=None):
+    """A one-column-block layer of ``rows`` matrix rows on 8-row tiles with the given ADC bits."""
+    tiles = [TileConfig(row_start=r, row_count=min(8, rows - r), col_start=0, col_count=cols,
+                        adc_bits=[bits] * cols * 4, adc_shift=[0] * cols * 4) for r in range(0, rows, 8)]
+    return LayerConfig(name=name, kind="linear", weight_bits=5, input_bits=4, crossbar=crossbar,
+                       matrix=MatrixShape(rows=rows, cols=cols), tiles=tiles)
+
+
+def test_modules_are_grouped_by_geometry_never_by_tile():
+    base = CrossbarConfig(rows=8, cols=16, cell_bits=2, dac_bits=1, adcs=1)
+    other = base.model_copy(update={"adcs": 2})
+    config = HardwareConfig(crossbar=base, layers=[layer("a", 20, 2, 3), layer("b", 8, 2, 6),
+                                                   layer("c", 16, 4, 2, crossbar=other)])
+    groups = module_groups(config)
+    assert [(g.name, g.params.bmax, g.params.chain, [l.key for l in g.layers]) for g in groups] == [
+        ("codesign_tile_r8c16_c2v1_w5a4_adc1", 6, 3, ["a", "b"]),
+        ("codesign_tile_r8c16_c2v1_w5a4_adc2", 2, 2, ["c"])]
+
+
+def test_more_adcs_than_logical_columns_is_refused(tmp_path, capsys):
+    assert main(["generate", "--adcs", "17", "--out", str(tmp_path / "x")]) == 1
+    assert "17 ADCs exceed the 16 logical columns" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_summary_reports_cycles_and_skip_saving(out, manifest):
     summary = json.loads((out / "summary.json").read_text())
     text = (out / "summary.txt").read_text()
@@ -76,12 +106,17 @@ def test_summary_reports_cycles_and_skip_saving(out, manifest):
     assert "saved by skip" in text and "RTL periphery" in text
 
 
+def icarus():
+    """(iverilog, vvp) of the Icarus found by codesign.tools."""
+    tool = tools.iverilog()
+    return tool.path, shutil.which("vvp", path=str(tool.path.parent)) or shutil.which("vvp")
+
+
 def test_icarus_compiles_rtl_and_params(out, tmp_path):
-    tools.iverilog()
     headers = sorted((out / "params").glob("*.vh"))
     wrapper = tmp_path / "headers.v"
     wrapper.write_text("".join(f'module include_{h.stem};\n`include "{h.name}"\nendmodule\n' for h in headers))
-    run(["iverilog", "-g2012", "-I", out / "params", "-o", tmp_path / "all.vvp", *sorted((out / "rtl").glob("*.v")),
+    run([icarus()[0], "-g2012", "-I", out / "params", "-o", tmp_path / "all.vvp", *sorted((out / "rtl").glob("*.v")),
          out / "params" / "codesign_pkg.sv", wrapper], cwd=out)
 
 
@@ -207,10 +242,10 @@ def test_every_tile_in_icarus_matches_golden_in_reported_cycles(out, manifest, t
            "  initial begin repeat (3) @(negedge clk); rst = 0; wait (&finished); $display(\"DONE\"); $finish; end",
            f"  initial begin #{TIMEOUT_NS} $display(\"TIMEOUT\"); $finish; end", "endmodule", ""]
     (bench / "bench.v").write_text("\n".join(sources + top))
-    tools.iverilog()
-    run(["iverilog", "-g2005", "-o", tmp_path / "bench.vvp", "-s", "bench_top", "bench/bench.v",
+    iverilog, vvp = icarus()
+    run([iverilog, "-g2005", "-o", tmp_path / "bench.vvp", "-s", "bench_top", "bench/bench.v",
          *sorted(rtl.glob("*.v"))], cwd=out)
-    log = run(["vvp", "-n", tmp_path / "bench.vvp"], cwd=out)
+    log = run([vvp, "-n", tmp_path / "bench.vvp"], cwd=out)
     assert "DONE" in log and "TIMEOUT" not in log
 
     accepted: dict[int, list[int]] = {}
