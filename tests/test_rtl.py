@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,11 @@ from codesign import golden, tools
 from codesign.cli import main
 from codesign.config import CrossbarConfig, HardwareConfig, LayerConfig, MatrixShape, TileConfig, load_config
 from codesign.ingest import load_model
-from codesign.rtl import CONFIG_FILE, MANIFEST, VERILATOR_LINT_FLAGS, module_groups
+from codesign.hw import PeripheryParams
+from codesign.hw.config_store import VERILOG
+from codesign.mapping import Geometry
+from codesign.rtl import (CONFIG_FILE, MANIFEST, VERILATOR_LINT_FLAGS, ModuleGroup, module_groups, module_name,
+                          verilog_module)
 
 VECTORS = 2
 TIMEOUT_NS = 10_000_000
@@ -127,6 +130,20 @@ def test_verilator_lint(out, manifest):
              CONFIG_FILE], cwd=out / "rtl", env=tools.verilator_env())
 
 
+@pytest.mark.parametrize("geometry", [
+    Geometry(rows=20, cols=40, cell_bits=3, dac_bits=2, weight_bits=8, input_bits=5, adcs=3),   # S = 3
+    Geometry(rows=16, cols=34, cell_bits=1, dac_bits=1, weight_bits=4, input_bits=3, adcs=2),
+], ids=["S3-3adcs", "c1-2adcs"])
+def test_other_geometries_lint_and_compile(geometry, tmp_path):
+    group = ModuleGroup(module_name(geometry), PeripheryParams(geometry, bmax=5, chain=2))
+    text, _ = verilog_module(group)
+    (tmp_path / f"{group.name}.v").write_text(text)
+    (tmp_path / CONFIG_FILE).write_text(VERILOG)
+    run([tools.verilator().path, "--lint-only", *VERILATOR_LINT_FLAGS, "--top-module", group.name,
+         f"{group.name}.v", CONFIG_FILE], cwd=tmp_path, env=tools.verilator_env())
+    run([icarus()[0], "-g2005", "-o", "x.vvp", f"{group.name}.v", CONFIG_FILE], cwd=tmp_path)
+
+
 def test_yosys_synthesizes_top(out, manifest):
     tool = tools.yosys()
     rtl = out / "rtl"
@@ -168,16 +185,22 @@ def unpack(word, field):
     return [v - (1 << width) if field["signed"] and v >> (width - 1) else v for v in values]
 
 
+def golden_sum(q, config, layer, tiles, x):
+    """``codesign.golden``'s output of ``layer`` counting only ``tiles``."""
+    return golden.layer_outputs(q, config, layer.model_copy(update={"tiles": tiles}), x)
+
+
 def bench_module(name, ports, params):
     """A self-checking-free harness: feeds vectors back to back, answers the comparators from a
     table of golden column values, prints every acceptance and every result."""
     nets = list(flatten_ports(ports["interface"]["members"]))
     adcs = params["adcs"]
+    vector_width = next(n["width"] for n in nets if n["name"] == "i_stream__payload")
     lines = [f"module bench_{name} #(parameter CFG_FILE = \"\", parameter IN_FILE = \"\", "
              f"parameter Y_FILE = \"\", parameter integer ID = 0) (input wire clk, input wire rst, "
              f"output wire finished);",
              f"  localparam integer T = {params['input_cycles']}, C = {params['cols']};",
-             f"  reg [{next(n['width'] for n in nets if n['name'] == 'i_stream__payload') - 1}:0] vectors [0:{VECTORS - 1}];",
+             f"  reg [{vector_width - 1}:0] vectors [0:{VECTORS - 1}];",
              f"  reg [{params['value_width'] - 1}:0] ytab [0:{VECTORS * params['input_cycles'] * params['cols'] - 1}];",
              "  initial begin $readmemh(IN_FILE, vectors); $readmemh(Y_FILE, ytab); end",
              "  integer sent = 0, received = 0, current = 0, cycle = 0;"]
@@ -225,8 +248,8 @@ def test_every_tile_in_icarus_matches_golden_in_reported_cycles(out, manifest, t
             ident = len(instances)
             cols = slice(tile.col_start, tile.col_start + tile.col_count)
             before = [t for t in layer.tiles if t.col_start == tile.col_start and t.row_start < tile.row_start]
-            acc = golden.layer_outputs(q, config, layer.model_copy(update={"tiles": before}), x)[:, cols]
-            expected[ident] = golden.layer_outputs(q, config, layer.model_copy(update={"tiles": before + [tile]}), x)[:, cols]
+            acc = golden_sum(q, config, layer, before, x)[:, cols]
+            expected[ident] = golden_sum(q, config, layer, before + [tile], x)[:, cols]
             rows = np.zeros((VECTORS, params["rows"]), dtype=np.int64)
             rows[:, :tile.row_count] = x[:, tile.row_start:tile.row_start + tile.row_count]
             words = [pack(rows[b], in_fields["x"]) | pack(acc[b], in_fields["acc"]) for b in range(VECTORS)]
