@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the HardwareConfig (hw_config.json) to stdout")
 
     generate = command("generate", cmd_generate,
-                       "write hw_config.json, RTL parameter files, the periphery RTL and a summary into an output folder")
+                       "write hw_config.json, RTL parameter files, the periphery RTL and a summary "
+                       "into an output folder")
     add_model_args(generate)
     add_crossbar_args(generate)
     generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")

@@ -141,11 +141,6 @@ class PeripheryParams:
         return self.geometry.uniform_bits
 
     @property
-    def ref_width(self) -> int:
-        """Bits of the comparator reference: ``Wy + 1`` (it saturates at ``2^Wy``)."""
-        return self.value_width + 1
-
-    @property
     def max_exponent(self) -> int:
         """Largest shift-add exponent ``v·(T − 1) + c·(S − 1)``."""
         g = self.geometry
