@@ -7,9 +7,10 @@ parameter file ``params/<layer>/tile_NNN.mem``, which the module's ``CFG_FILE`` 
 
 Written into ``DIR/rtl/``:
 
-``<module>.v``                 the :class:`codesign.hw.TilePeriphery` of one geometry (Amaranth)
+``<module>.v``                 the :class:`codesign.hw.TilePeriphery` of one geometry (Amaranth),
+                               followed by its configuration memory ``<module>_config`` ($readmemh);
+                               self-contained, so every file compiles and synthesizes on its own
 ``<module>.json``              its ports (``Component.metadata``), parameters and payload layouts
-``codesign_tile_config.v``     the configuration memory every module instantiates ($readmemh)
 ``manifest.json``              modules, and per tile: module, ``CFG_FILE`` and cycles per vector
 
 The output is byte-identical across runs: Amaranth's builtin Yosys, ``emit_src=False``,
@@ -32,7 +33,6 @@ from .config import HardwareConfig, LayerConfig
 from .errors import CodesignError
 from .mapping import Geometry
 
-CONFIG_FILE = "codesign_tile_config.v"
 MANIFEST = "manifest.json"
 
 #: Verilator warnings that Amaranth's Verilog raises by construction (``--lint-only``):
@@ -106,9 +106,11 @@ def verilog_module(group: ModuleGroup) -> tuple[str, dict]:
     from amaranth.back import verilog
 
     from .hw import TilePeriphery
+    from .hw.config_store import config_verilog
     from .hw.tile import CFG_FILE_PLACEHOLDER
 
-    top = TilePeriphery(group.params)
+    config_module = f"{group.name}_config"
+    top = TilePeriphery(group.params, config_module=config_module)
     with builtin_yosys():
         text = verilog.convert(top, name=group.name, emit_src=False, strip_internal_attrs=True)
     placeholder = f'"{CFG_FILE_PLACEHOLDER}"'
@@ -123,8 +125,9 @@ def verilog_module(group: ModuleGroup) -> tuple[str, dict]:
     banner = (f"// codesign {__version__}: periphery of a {p.rows}x{p.cols} crossbar tile "
               f"(cell bits {p.geometry.cell_bits}, DAC bits {p.geometry.dac_bits}, weight bits "
               f"{p.geometry.weight_bits}, input bits {p.geometry.input_bits}, {p.adcs} ADC(s), Bmax {p.bmax}, "
-              f"chain {p.chain}).\n// Ports, widths and payload layouts: {group.name}.json. Needs {CONFIG_FILE}.\n")
-    return banner + text[:body] + parameter + text[body:], top.metadata.as_json()
+              f"chain {p.chain}).\n// Ports, widths and payload layouts: {group.name}.json.\n")
+    return (banner + text[:body] + parameter + text[body:] + "\n" + config_verilog(config_module),
+            top.metadata.as_json())
 
 
 def tile_cycles(params: Any, bits: list[int]) -> dict[str, int]:
@@ -141,13 +144,10 @@ def tile_cycles(params: Any, bits: list[int]) -> dict[str, int]:
 def write_rtl(config: HardwareConfig, out: Path, params_dir: Path) -> dict:
     """Write ``out`` (``DIR/rtl``) for ``config``; ``params_dir`` holds the parameter files already
     written (its ``params.json`` names every tile's ``.mem`` file). Returns the summary."""
-    from .hw.config_store import VERILOG
-
     out.mkdir(parents=True, exist_ok=True)
     params_doc = json.loads((params_dir / "params.json").read_text())
     mem_files = {entry["key"]: [tile["mem"] for tile in entry["tiles"]] for entry in params_doc["layers"]}
     prefix = params_dir.name
-    _write(out / CONFIG_FILE, VERILOG)
     modules, layers = [], []
     for group in module_groups(config):
         text, ports = verilog_module(group)
@@ -162,8 +162,7 @@ def write_rtl(config: HardwareConfig, out: Path, params_dir: Path) -> dict:
                 tiles.append({"index": index, "cfg_file": f"{prefix}/{mem}",
                               **tile_cycles(group.params, tile.adc_bits)})
             layers.append({"name": layer.key, "module": group.name, "tiles": tiles})
-    manifest = {"generator": f"codesign {__version__}", "config_memory": CONFIG_FILE,
-                "modules": modules, "layers": layers}
+    manifest = {"generator": f"codesign {__version__}", "modules": modules, "layers": layers}
     _write(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return rtl_summary(manifest)
 

@@ -3,7 +3,7 @@
 
 :class:`TilePeriphery` is the top of one tile; it is built from a :class:`ColumnSequencer`, one
 :class:`SARController` per ADC, a :class:`ShiftAdd` and the configuration memory
-(:class:`ConfigStore`, or the Verilog ``codesign_tile_config`` in generated RTL). Every width
+(:class:`ConfigStore`, or its Verilog twin in generated RTL). Every width
 derives from :class:`PeripheryParams`. ``codesign generate`` converts one :class:`TilePeriphery`
 per crossbar geometry to Verilog (:mod:`codesign.rtl`).
 """

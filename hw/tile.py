@@ -8,7 +8,7 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Shape, Signal, unsi
 from amaranth.lib import data, meta, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config_store import VERILOG_MODULE, ConfigStore
+from .config_store import ConfigStore
 from .periphery import (CONFIG_WORD, CYCLE_OVERHEAD, VECTOR_OVERHEAD, AdcSignature, ConfigWriteSignature,
                         PeripheryComponent, PeripheryParams)
 from .sar import SARController
@@ -153,9 +153,11 @@ class TilePeriphery(PeripheryComponent):
     params : :class:`PeripheryParams`
     init : sequence of int, optional
         The ``C`` configuration words for simulation in Python (:class:`ConfigStore`). Without
-        them the component instantiates the Verilog module ``codesign_tile_config`` whose
-        ``MEM_FILE`` parameter is :data:`CFG_FILE_PLACEHOLDER`; it can only be converted, not
-        simulated.
+        them the component instantiates the Verilog module ``config_module``
+        (:func:`~codesign.hw.config_store.config_verilog`) whose ``MEM_FILE`` parameter is
+        :data:`CFG_FILE_PLACEHOLDER`; it can then only be converted, not simulated.
+    config_module : str
+        Name of that Verilog module.
 
     Members
     -------
@@ -174,8 +176,10 @@ class TilePeriphery(PeripheryComponent):
         Writes a configuration word (only while not ``busy``).
     """
 
-    def __init__(self, params: PeripheryParams, init: Sequence[int] | None = None):
+    def __init__(self, params: PeripheryParams, init: Sequence[int] | None = None,
+                 config_module: str = "codesign_tile_config"):
         self._init = None if init is None else list(init)
+        self._config_module = config_module
         super().__init__(params)
 
     def members(self, params: PeripheryParams) -> TileSignature:
@@ -243,7 +247,7 @@ class TilePeriphery(PeripheryComponent):
         """The configuration memory: :class:`ConfigStore` with ``init``, else the Verilog module."""
         p = self._params
         if self._init is not None:
-            m.submodules.config = store = ConfigStore(p.cols, p.adcs, self._init)
+            m.submodules.cfg_memory = store = ConfigStore(p.cols, p.adcs, self._init)
             for g in range(p.adcs):
                 wiring.connect(m, seq.cfg[g], store.read[g])
             wiring.connect(m, wiring.flipped(self.config), store.write)
@@ -252,8 +256,8 @@ class TilePeriphery(PeripheryComponent):
         word_width = Shape.cast(CONFIG_WORD).width
         read_data = Signal(word_width * p.adcs)
         m.d.comb += [seq.cfg[g].data.eq(read_data[g * word_width:(g + 1) * word_width]) for g in range(p.adcs)]
-        m.submodules.config = Instance(
-            VERILOG_MODULE,
+        m.submodules.cfg_memory = Instance(
+            self._config_module,
             p_WORDS=p.cols,
             p_ADDR_WIDTH=Shape.cast(range(p.cols)).width,
             p_PORTS=p.adcs,

