@@ -131,9 +131,9 @@ class TilePeriphery(PeripheryComponent):
     Analog boundary (what a crossbar macro or a testbench model connects to)
     -----------------------------------------------------------------------
     ``wordline`` (out, ``R·v`` bits)
-        ``x_t[r]`` of row ``r`` at bits ``[r·v, (r+1)·v)``; holds ``x_t`` for
-        ``t = input_cycle`` from the cycle after the vector is accepted (t = 0), resp. after
-        the previous input cycle ended, until the last step of cycle ``t``.
+        ``x_t[r]`` of row ``r`` at bits ``[r·v, (r+1)·v)``, ``t = input_cycle``. Input cycle
+        ``t`` begins the cycle after the vector was accepted (``t = 0``) or after the last
+        comparison step of ``t − 1``, and ends with its own last comparison step.
     ``input_cycle`` (out, ``ceil_log2(T)`` bits)
         ``t`` of the wordline digits.
     ``adc__<g>__step`` (out, 1)
