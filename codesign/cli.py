@@ -172,7 +172,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                        report=not args.no_report)
     print(summary_text(summary))
     report = ", report/" if "report" in summary["files"] else ""
-    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), summary.json{report}")
+    print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), "
+          f"rtl/ ({summary['files']['rtl_modules']} Verilog modules), summary.json{report}")
     return 0
 
 
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the HardwareConfig (hw_config.json) to stdout")
 
     generate = command("generate", cmd_generate,
-                       "write hw_config.json, RTL parameter files and a summary into an output folder")
+                       "write hw_config.json, RTL parameter files, the periphery RTL and a summary "
+                       "into an output folder")
     add_model_args(generate)
     add_crossbar_args(generate)
     generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")

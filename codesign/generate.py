@@ -1,6 +1,6 @@
 """``codesign generate``: write a complete output folder, or nothing.
 
-``DIR/hw_config.json``, ``DIR/params/`` and ``DIR/summary.{json,txt}`` are written into a
+``DIR/hw_config.json``, ``DIR/params/``, ``DIR/rtl/`` and ``DIR/summary.{json,txt}`` are written into a
 temporary sibling folder that replaces ``DIR`` only when every stage succeeded.
 """
 
@@ -117,18 +117,21 @@ def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict
     ``report`` writes ``report/`` (:func:`codesign.report.write_report`, default cost settings) last.
     """
     from .params import write_params
+    from .rtl import write_rtl
 
     stats = config_stats(config)
     with staged_folder(out, force) as tmp:
         (tmp / "hw_config.json").write_text(config.to_json())
         files = write_params(config, tmp / "params")
+        rtl = write_rtl(config, tmp / "rtl", tmp / "params")
         if sweep is not None:
             (tmp / "search.json").write_text(json.dumps(sweep, indent=2) + "\n")
         summary = {
             "model": config.model.model_dump() if config.model else None,
             "crossbar": config.crossbar.model_dump(),
             "layers": stats, "total": totals(stats),
-            "files": {"hw_config": "hw_config.json", "params": len(files)},
+            "files": {"hw_config": "hw_config.json", "params": len(files), "rtl_modules": len(rtl["modules"])},
+            "rtl": rtl,
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
@@ -141,6 +144,8 @@ def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict
 
 
 def summary_text(summary: dict) -> str:
+    from .rtl import rtl_summary_text
+
     total = summary["total"]
     saved = total["conversions_without_skip"] - total["conversions"]
     share = 100 * saved / total["conversions_without_skip"] if total["conversions_without_skip"] else 0.0
@@ -149,4 +154,5 @@ def summary_text(summary: dict) -> str:
         f"ADC bits over all physical columns: {histogram_line(total['bits_histogram'])}",
         f"column skip saves {saved} of {total['conversions_without_skip']} conversions per input vector "
         f"({share:.1f}%); {total['empty_tiles']} of {total['tiles']} crossbars are empty",
+        "", rtl_summary_text(summary["rtl"]),
     ])

@@ -38,6 +38,7 @@ SCRIPT = """\
 read_verilog -sv {sources}
 hierarchy -check -top {top}
 synth -top {top} -flatten
+delete t:$scopeinfo
 design -save synthesized
 dffunmap
 opt_clean
