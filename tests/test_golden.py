@@ -136,6 +136,16 @@ def test_all_lossless_equals_matmul_every_bundled_layer(crossbar):
                                       err_msg=spec.key)
 
 
+def test_chunked_batches_equal_the_reference(monkeypatch):
+    """Large batches are emulated in chunks of CHUNK_CONVERSIONS vector-cycles; chunk edges change nothing."""
+    import codesign.golden
+
+    monkeypatch.setattr(codesign.golden, "CHUNK_CONVERSIONS", 13)
+    q, config, layer, x = edge_case("saturation")
+    x = np.concatenate([x] * 4)
+    np.testing.assert_array_equal(CrossbarLayer(q, config, layer)(x), layer_outputs_reference(q, config, layer, x))
+
+
 # --- each edge case against the reference, with a check that the case really occurs --------------
 
 def edge_case(name):
