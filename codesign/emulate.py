@@ -28,8 +28,9 @@ The model's float ``nn.Module`` is copied and each Conv2d/Linear is replaced by 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -86,8 +87,6 @@ def _mapped_modules(module: Any) -> dict[str, Any]:
 
 def calibrate_inputs(model: ModelSpec, images: np.ndarray, batch_size: int = BATCH) -> dict[str, InputQuant]:
     """Activation scale of every mapped layer from the float model's inputs on ``images``."""
-    import torch
-
     module = float_module(model)
     seen: dict[str, list[float]] = {}
 
@@ -99,9 +98,7 @@ def calibrate_inputs(model: ModelSpec, images: np.ndarray, batch_size: int = BAT
 
     handles = [sub.register_forward_pre_hook(record(name)) for name, sub in _mapped_modules(module).items()]
     try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                module(torch.from_numpy(images[start:start + batch_size]))
+        predict(module, images, batch_size)
     finally:
         for handle in handles:
             handle.remove()
@@ -203,6 +200,21 @@ def emulated_module(model: ModelSpec, quant: dict[str, InputQuant], mode: str,
     return module
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run PyTorch on one thread, then restore its setting. Its share of emulation is small
+    (elementwise ops, unfold, pooling); with more threads on a busy shared machine its OpenMP
+    workers spin against each other (an 8×8 unfold measured 700× slower on 2 oversubscribed cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def predict(module: Any, images: np.ndarray, batch_size: int = BATCH, progress: Optional[str] = None) -> np.ndarray:
     """Class predictions (argmax of the outputs) for ``images``; a tqdm bar if ``progress`` names it."""
     import torch
@@ -210,7 +222,7 @@ def predict(module: Any, images: np.ndarray, batch_size: int = BATCH, progress: 
 
     starts = range(0, len(images), batch_size)
     predictions = []
-    with torch.no_grad():
+    with torch.no_grad(), one_torch_thread():
         for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, unit="batch"):
             predictions.append(module(torch.from_numpy(images[start:start + batch_size])).argmax(1).numpy())
     return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
