@@ -234,6 +234,24 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from .calibrate import format_calibration_report, run_calibration
+
+    if args.budget < 0:
+        raise_error(f"--budget must be ≥ 0 percentage points, not {args.budget}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise_error(f"{out} exists; pass --force to replace it")
+    model, base, _ = load_inputs(args)
+    config, report = run_calibration(model, base, args.data, args.budget, args.search_split, progress=True)
+    write_atomic(out, lambda tmp: tmp.write_text(config.to_json()), force=args.force)
+    report["config"] = str(out)
+    print(json.dumps(report, indent=2) if args.json else format_calibration_report(report))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .config import schema_json
 
@@ -284,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="split to measure on (default test); activation scales come from train")
     emulate.add_argument("--json", action="store_true", help="print the accuracy report as JSON")
     add_nonideal_args(emulate)
+
+    calibrate = command("calibrate", cmd_calibrate,
+                        "choose per-column ADC bits and shifts below lossless within an accuracy budget")
+    add_model_args(calibrate)
+    add_crossbar_args(calibrate)
+    calibrate.add_argument("--data", required=True, metavar="SPEC", help="dataset (e.g. digits)")
+    calibrate.add_argument("--budget", type=float, required=True, metavar="POINTS",
+                           help="largest share of search images (percent) whose prediction may change; "
+                                "bounds the accuracy drop in percentage points")
+    calibrate.add_argument("--search-split", default="test", choices=("train", "test"),
+                           help="images the budget is enforced on (default test: the model has memorised "
+                                "its training images, see README); statistics always use train")
+    calibrate.add_argument("--out", default="hw_config.json", metavar="FILE",
+                           help="calibrated config to write (default hw_config.json)")
+    calibrate.add_argument("--force", action="store_true", help="replace an existing --out file")
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
     return parser
