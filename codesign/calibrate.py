@@ -41,13 +41,15 @@ import numpy as np
 
 from .config import HardwareConfig, TileConfig
 from .emulate import InputQuant, emulated_module, predict
-from .golden import column_values, exact_product, product_bound
+from .errors import CodesignError
+from .golden import column_values, column_weights, exact_product, product_bound
 from .ingest import ModelSpec
 from .mapping import lossless_bits, tile_column_sums
 
 STATS_VECTORS = 20_000          #: Input vectors per layer whose column values are histogrammed.
 TOLERANCE_SWEEP = range(-14, 5, 2)  #: log2 τ tried after τ = 0, in order, until the budget breaks.
 BISECTIONS = 4                  #: Bisection steps in log2 τ after the sweep.
+MAX_HISTOGRAM = 1 << 25         #: Histogram bins (columns × values) per tile: 256 MiB of float64.
 
 
 @dataclass
@@ -82,13 +84,15 @@ def collect_stats(model: ModelSpec, config: HardwareConfig, quant: dict[str, Inp
     stats: dict[str, LayerStats] = {}
     for spec in model.layers:
         geometry = config.geometry(config.layer(spec.key))
-        significance = np.array([1 << (geometry.cell_bits * s) for s in range(geometry.slices) for _ in (0, 1)])
         tiles = []
         for tile in config.layer(spec.key).tiles:
             sums = tile_column_sums(spec.q, geometry, tile.range)
             peak = int(sums.max(initial=0)) * geometry.input_digit_max
+            if sums.size * (peak + 1) > MAX_HISTOGRAM:
+                raise CodesignError(f"layer '{spec.key}': column values reach {peak}, too many histogram bins "
+                                    f"for calibration; use fewer rows or DAC bits per crossbar")
             tiles.append(TileStats(tile, lossless_bits(sums, geometry).astype(np.int64),
-                                   np.tile(significance, tile.col_count), np.zeros((sums.size, peak + 1))))
+                                   np.abs(column_weights(geometry, tile.col_count)), np.zeros((sums.size, peak + 1))))
         vectors = len(images) * (spec.positions or 1)
         stats[spec.key] = LayerStats(tiles, spec.q.shape[1], stride=max(1, math.ceil(vectors / STATS_VECTORS)))
     specs = {spec.key: spec for spec in model.layers}

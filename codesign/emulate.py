@@ -190,6 +190,12 @@ def emulated_module(model: ModelSpec, quant: dict[str, InputQuant], mode: str,
         groups.setdefault(spec.name, []).append(spec)
     for name, sub in _mapped_modules(module).items():
         specs = groups[name]
+        if name not in quant:
+            raise CodesignError(f"layer '{name}' saw no input while the activation scales were calibrated: "
+                                f"whole-model emulation needs every Conv2d/Linear on the forward path")
+        if getattr(sub, "padding_mode", "zeros") != "zeros":
+            raise CodesignError(f"layer '{name}' pads with '{sub.padding_mode}'; whole-model emulation supports "
+                                f"zero padding only (padding_mode='zeros')")
         if mode == "ideal":
             runners = [ideal_layer(spec.q, spec.input_bits) for spec in specs]
         else:

@@ -283,8 +283,8 @@ class CrossbarLayer:
                 cells=cells[rows, phys][:, local].astype(np.float64 if self.analog else exact_dtype(y_bound)),
                 bits=bits[local], shift=shift[local], combine=combine, y_bound=y_bound,
                 out_bound=product_bound(value_bound, combine)))
-        self.exact = exact
         self.exact_bound = product_bound((1 << geometry.input_bits) - 1, exact)
+        self.exact = exact.astype(exact_dtype(self.exact_bound))      # cast once, not per batch
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Layer outputs ``[B, N]`` (int64) for inputs ``x[B, K]`` (unsigned ``a``-bit integers)."""

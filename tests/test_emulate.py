@@ -156,6 +156,16 @@ def test_accuracy_three_ways_and_a_lossy_config_costs_accuracy(bundled):
     assert accuracies(model, one_bit, images, labels, quant)["crossbar"] < result["ideal"] - 20
 
 
+def test_unsupported_modules_are_named():
+    model = net_model()
+    quant = calibrate_inputs(model, np.zeros((1, 4, 9, 9), dtype=np.float32))
+    with pytest.raises(CodesignError, match="'fc' saw no input"):
+        emulated_module(model, {k: v for k, v in quant.items() if k != "fc"}, "ideal")
+    model.module.conv2.padding_mode = "reflect"
+    with pytest.raises(CodesignError, match="'conv2' pads with 'reflect'"):
+        emulated_module(model, quant, "ideal")
+
+
 def test_whole_model_needs_an_architecture(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save(load_model().module.state_dict(), path)
