@@ -33,13 +33,15 @@ exactly ``min(y >> k, 2^b − 1)``, so an analog error below half a level change
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .config import HardwareConfig, LayerConfig, TileConfig
-from .mapping import Geometry, TileRange, check_weights, tile_digits
+from .mapping import Geometry, TileRange, check_weights, layer_column_sums, tile_digits
 
 EXACT_FLOAT32 = 2 ** 24  #: Integers below this are exact in float32 (24-bit significand).
 EXACT_FLOAT = 2 ** 53    #: Integers below this are exact in float64 (53-bit significand).
@@ -172,7 +174,12 @@ def layer_outputs_reference(q: np.ndarray, config: HardwareConfig, layer: LayerC
 def lossless_mask(digits: np.ndarray, tile: TileConfig, geometry: Geometry) -> np.ndarray:
     """Columns whose ADC never clips or truncates: ``k = 0`` and ``2^b − 1 ≥ (2^v − 1)·Σ d``,
     or no weight at all (``y`` is always 0)."""
-    peak = digits.sum(axis=0, dtype=np.int64) * geometry.input_digit_max
+    return exact_columns(digits.sum(axis=0, dtype=np.int64), tile, geometry)
+
+
+def exact_columns(column_sums: np.ndarray, tile: TileConfig, geometry: Geometry) -> np.ndarray:
+    """:func:`lossless_mask` from the columns' digit sums ``Σ_rows d[r, p]``."""
+    peak = np.asarray(column_sums, dtype=np.int64) * geometry.input_digit_max
     bits = np.asarray(tile.adc_bits, dtype=np.int64)
     shift = np.asarray(tile.adc_shift, dtype=np.int64)
     return (peak == 0) | ((shift == 0) & (((np.int64(1) << bits) - 1) >= peak))
@@ -213,6 +220,19 @@ class NonIdeality:
         return np.random.default_rng([self.seed, zlib.crc32(key.encode()), stream])
 
 
+@functools.cache
+def blas_threads() -> Any:
+    """NumPy's BLAS thread pools, found once (``threadpoolctl.ThreadpoolController``).
+
+    The per-cycle path alternates tile-sized products with elementwise steps; there one BLAS
+    thread is faster than several, whose workers spin between calls on the cores the elementwise
+    work needs (the one-bit-below benchmark layer: 1.8 s instead of 4.5 s on 2 busy cores).
+    """
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 @dataclass
 class _CycleBlock:
     """The columns of one tile that are emulated cycle by cycle."""
@@ -225,6 +245,47 @@ class _CycleBlock:
     combine: np.ndarray       # [T·P, col_count] int64: 2^(v·t)·(±2^(c·s)) where cycle t of column p feeds j
     y_bound: int              # largest exact Σ_r x_t[r]·d[r, p] over the block's columns
     out_bound: int            # largest Σ |value · combine| of one output (for exact_product)
+
+
+class _LayerCells:
+    """The cells of a layer's crossbars (3.3–3.5), mapped only as far as a tile needs them."""
+
+    def __init__(self, q: np.ndarray, geometry: Geometry, nonideal: NonIdeality | None, key: str) -> None:
+        self.q, self.geometry, self.nonideal, self.key = q, geometry, nonideal, key
+
+    @functools.cached_property
+    def digits(self) -> np.ndarray:
+        """Cell levels ``d`` of the whole layer: uint8 ``[K, N·2S]``, layer-wide physical columns."""
+        K, N = self.q.shape
+        return tile_digits(self.q, self.geometry, TileRange(0, K, 0, N))
+
+    @functools.cached_property
+    def conductances(self) -> np.ndarray:
+        """``d·e^θ`` with ``θ ~ N(0, σ_g²)`` drawn once per cell (σ_g = 0: ``d``), float64."""
+        sigma = self.nonideal.conductance_sigma
+        theta = self.nonideal.generator(self.key, 0).normal(0.0, sigma, self.digits.shape) if sigma else 0.0
+        return self.digits * np.exp(theta)
+
+    @functools.cached_property
+    def block_sums(self) -> np.ndarray:
+        """``Σ_rows d`` per default row block of ``R`` rows (the analysis's tiling)."""
+        return layer_column_sums(self.q, self.geometry)
+
+    def column_sums(self, tile: TileConfig) -> np.ndarray:
+        """``Σ_rows d[r, p]`` of a tile's physical columns (from the row-block sums when aligned)."""
+        R, K = self.geometry.rows, self.q.shape[0]
+        rows, phys = _spans(tile, self.geometry)[::2]
+        if tile.row_start % R == 0 and tile.row_count == min(R, K - tile.row_start):
+            return self.block_sums[tile.row_start // R, phys]
+        return self.digits[rows, phys].sum(axis=0, dtype=np.int64)
+
+
+def _spans(tile: TileConfig, geometry: Geometry) -> tuple[slice, slice, slice]:
+    """A tile's matrix rows, logical columns and layer-wide physical columns."""
+    width = geometry.phys_per_logical
+    return (slice(tile.row_start, tile.row_start + tile.row_count),
+            slice(tile.col_start, tile.col_start + tile.col_count),
+            slice(tile.col_start * width, (tile.col_start + tile.col_count) * width))
 
 
 class CrossbarLayer:
@@ -242,49 +303,47 @@ class CrossbarLayer:
         self.shape = q.shape
         self.analog = nonideal is not None and nonideal.active
         self.nonideal = nonideal
-        K, N = q.shape
-        digits = tile_digits(q, geometry, TileRange(0, K, 0, N))       # layer-wide physical columns
-        cells = digits            # what the wordlines drive: exact levels, or perturbed conductances
-        if self.analog:
-            theta = nonideal.generator(layer.key, 0).normal(0.0, nonideal.conductance_sigma, digits.shape)
-            cells = digits * np.exp(theta)
         self.noise = nonideal.generator(layer.key, 1) if self.analog else None
+        cells = _LayerCells(q, geometry, nonideal, layer.key)
         width = geometry.phys_per_logical
-        significance = column_weights(geometry, 1)
-        cycle_scale = np.array([1 << (geometry.dac_bits * t) for t in range(geometry.input_cycles)], dtype=np.int64)
-        exact = np.zeros((K, N), dtype=np.int64) if self.analog else q.astype(np.int64)
+        exact = np.zeros(q.shape, dtype=np.int64) if self.analog else q.astype(np.int64)
         self.blocks: list[_CycleBlock] = []
         for tile in sorted(layer.tiles, key=lambda t: (t.row_start, t.col_start)):
-            rows = slice(tile.row_start, tile.row_start + tile.row_count)
-            cols = slice(tile.col_start, tile.col_start + tile.col_count)
-            phys = slice(tile.col_start * width, (tile.col_start + tile.col_count) * width)
-            d = digits[rows, phys]
+            rows, cols, phys = _spans(tile, geometry)
             bits = np.asarray(tile.adc_bits, dtype=np.int64)
-            shift = np.asarray(tile.adc_shift, dtype=np.int64)
             if self.analog:
                 cycled = bits > 0
             else:
-                kept = lossless_mask(d, tile, geometry)
+                kept = exact_columns(cells.column_sums(tile), tile, geometry)
                 cycled = ~kept & (bits > 0)
-                if not kept.all():      # take the columns that are not exact out of the matrix product
-                    signed = d.astype(np.int64) * np.tile(significance, tile.col_count) * ~kept
+                if not kept.all():      # the columns that are not exact leave the matrix product
+                    signed = cells.digits[rows, phys] * column_weights(geometry, tile.col_count) * ~kept
                     exact[rows, cols] -= signed.reshape(tile.row_count, tile.col_count, width).sum(axis=2)
-            if not cycled.any():
-                continue
-            local = np.flatnonzero(cycled)
-            combine = np.zeros((local.size, tile.col_count), dtype=np.int64)
-            combine[np.arange(local.size), local // width] = significance[local % width]
-            combine = np.kron(cycle_scale[:, None], combine)          # fold in 3.9's 2^(v·t)
-            caps = ((np.int64(1) << bits[local]) - 1) << shift[local]
-            y_bound = int(d[:, local].sum(axis=0, dtype=np.int64).max()) * geometry.input_digit_max
-            value_bound = int(caps.max()) if self.analog else min(int(caps.max()), y_bound)
-            self.blocks.append(_CycleBlock(
-                rows=(rows.start, rows.stop), cols=cols,
-                cells=cells[rows, phys][:, local].astype(np.float64 if self.analog else exact_dtype(y_bound)),
-                bits=bits[local], shift=shift[local], combine=combine, y_bound=y_bound,
-                out_bound=product_bound(value_bound, combine)))
+            if cycled.any():
+                self.blocks.append(self._cycle_block(tile, np.flatnonzero(cycled), cells))
         self.exact_bound = product_bound((1 << geometry.input_bits) - 1, exact)
         self.exact = exact.astype(exact_dtype(self.exact_bound))      # cast once, not per batch
+
+    def _cycle_block(self, tile: TileConfig, local: np.ndarray, cells: _LayerCells) -> _CycleBlock:
+        """The per-cycle work for the tile-local physical columns ``local``."""
+        geometry = self.geometry
+        rows, cols, phys = _spans(tile, geometry)
+        width = geometry.phys_per_logical
+        combine = np.zeros((local.size, tile.col_count), dtype=np.int64)
+        combine[np.arange(local.size), local // width] = column_weights(geometry, 1)[local % width]
+        cycle_scale = np.array([1 << (geometry.dac_bits * t) for t in range(geometry.input_cycles)], dtype=np.int64)
+        combine = np.kron(cycle_scale[:, None], combine)              # fold in 3.9's 2^(v·t)
+        bits = np.asarray(tile.adc_bits, dtype=np.int64)[local]
+        shift = np.asarray(tile.adc_shift, dtype=np.int64)[local]
+        caps = ((np.int64(1) << bits) - 1) << shift
+        digits = cells.digits[rows, phys][:, local]
+        y_bound = int(digits.sum(axis=0, dtype=np.int64).max()) * geometry.input_digit_max
+        if self.analog:
+            analog = cells.conductances[rows, phys][:, local]
+            return _CycleBlock((rows.start, rows.stop), cols, analog, bits, shift, combine, y_bound,
+                               product_bound(int(caps.max()), combine))
+        return _CycleBlock((rows.start, rows.stop), cols, digits.astype(exact_dtype(y_bound)), bits, shift, combine,
+                           y_bound, product_bound(min(int(caps.max()), y_bound), combine))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Layer outputs ``[B, N]`` (int64) for inputs ``x[B, K]`` (unsigned ``a``-bit integers)."""
@@ -292,8 +351,9 @@ class CrossbarLayer:
         out = exact_product(x, self.exact, self.exact_bound).astype(np.int64)
         if self.blocks:
             step = max(1, CHUNK_CONVERSIONS // self.geometry.input_cycles)
-            for start in range(0, x.shape[0], step):
-                self._add_cycled(x[start:start + step], out[start:start + step])
+            with blas_threads().limit(limits=1, user_api="blas"):
+                for start in range(0, x.shape[0], step):
+                    self._add_cycled(x[start:start + step], out[start:start + step])
         return out
 
     def _add_cycled(self, x: np.ndarray, out: np.ndarray) -> None:
