@@ -123,6 +123,38 @@ def raise_error(message: str) -> None:
     raise CodesignError(message)
 
 
+def write_atomic(path: Path, write: Callable[[Path], None], force: bool = True) -> None:
+    """Write ``path`` through a temporary sibling renamed at the end: never half-written."""
+    if path.exists() and not force:
+        raise_error(f"{path} exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise_error(f"folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_nonideal_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("non-idealities (off by default; README 'The arithmetic')")
+    group.add_argument("--conductance-sigma", type=float, default=0.0, metavar="σ",
+                       help="log-normal cell variation d·e^θ, θ ~ N(0, σ²), drawn once per cell")
+    group.add_argument("--adc-noise", type=float, default=0.0, metavar="σ",
+                       help="Gaussian noise on every ADC input, in units of one cell level at one input LSB")
+    group.add_argument("--seed", type=int, default=0, help="seed of both draws (default 0)")
+
+
+def nonideal_from(args: argparse.Namespace) -> Any:
+    from .golden import NonIdeality
+
+    try:
+        return NonIdeality(args.conductance_sigma, args.adc_noise, args.seed)
+    except ValueError as exc:
+        raise_error(f"--{str(exc).split()[0].replace('_', '-')}: {exc}")
+
+
 def format_sweep(sweep: dict) -> str:
     best = sweep["best"]
     lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; see README):",
@@ -198,6 +230,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emulate(args: argparse.Namespace) -> int:
+    import json
+
+    if (args.layer is None) == (args.data is None):
+        raise_error("give --layer NAME --inputs X.npy --out Y.npy (one layer) or --data SPEC (whole-model accuracy)")
+    if args.layer is not None and (args.inputs is None or args.out is None):
+        raise_error("--layer needs --inputs X.npy and --out Y.npy")
+    nonideal = nonideal_from(args)
+    model, config, _ = load_inputs(args)
+    if args.layer is not None:
+        import numpy as np
+
+        from .emulate import emulate_layer, load_layer_inputs
+
+        key = args.layer if args.group == 0 else f"{args.layer}#{args.group}"
+        layer = config.layer(key)
+        x = load_layer_inputs(args.inputs, layer.key, layer.matrix.rows, layer.input_bits)
+        y = emulate_layer(model, config, layer.key, x, nonideal)
+        write_atomic(Path(args.out), lambda tmp: np.save(tmp, y))
+        note(f"wrote {args.out}: int64 outputs {list(y.shape)} of layer '{layer.key}'")
+        return 0
+    from .emulate import accuracy_report, format_accuracy_report
+
+    report = accuracy_report(model, config, args.data, args.split, nonideal, progress=True)
+    print(json.dumps(report, indent=2) if args.json else format_accuracy_report(report))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from .calibrate import format_calibration_report, run_calibration
+
+    if args.budget < 0:
+        raise_error(f"--budget must be ≥ 0 percentage points, not {args.budget}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise_error(f"{out} exists; pass --force to replace it")
+    model, base, _ = load_inputs(args)
+    config, report = run_calibration(model, base, args.data, args.budget, args.search_split, progress=True)
+    write_atomic(out, lambda tmp: tmp.write_text(config.to_json()), force=args.force)
+    report["config"] = str(out)
+    print(json.dumps(report, indent=2) if args.json else format_calibration_report(report))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .config import schema_json
 
@@ -251,6 +329,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a calibrated hw_config.json with the same tiles: adds the per-column calibrated design")
     report.add_argument("--no-synth", action="store_true",
                         help="skip Yosys synthesis of DIR/rtl/ (the report then says the periphery was not measured)")
+
+
+    emulate = command("emulate", cmd_emulate,
+                      "run one layer (integer .npy in/out) or the whole model (accuracy three ways) on the crossbars")
+    add_model_args(emulate)
+    add_crossbar_args(emulate)
+    emulate.add_argument("--layer", metavar="NAME", help="layer (module name) to run on --inputs")
+    emulate.add_argument("--group", type=int, default=0, metavar="G", help="convolution group of --layer (default 0)")
+    emulate.add_argument("--inputs", metavar="X.npy", help="integer activations [B, K], 0..2^a-1")
+    emulate.add_argument("--out", metavar="Y.npy", help="where to write the int64 outputs [B, N]")
+    emulate.add_argument("--data", metavar="SPEC", help="whole-model accuracy on this dataset (e.g. digits)")
+    emulate.add_argument("--split", default="test", choices=("train", "test"),
+                         help="split to measure on (default test); activation scales come from train")
+    emulate.add_argument("--json", action="store_true", help="print the accuracy report as JSON")
+    add_nonideal_args(emulate)
+
+    calibrate = command("calibrate", cmd_calibrate,
+                        "choose per-column ADC bits and shifts below lossless within an accuracy budget")
+    add_model_args(calibrate)
+    add_crossbar_args(calibrate)
+    calibrate.add_argument("--data", required=True, metavar="SPEC", help="dataset (e.g. digits)")
+    calibrate.add_argument("--budget", type=float, required=True, metavar="POINTS",
+                           help="largest share of search images (percent) whose prediction may change; "
+                                "bounds the accuracy drop in percentage points")
+    calibrate.add_argument("--search-split", default="test", choices=("train", "test"),
+                           help="images the budget is enforced on (default test: the model has memorised "
+                                "its training images, see README); statistics always use train")
+    calibrate.add_argument("--out", default="hw_config.json", metavar="FILE",
+                           help="calibrated config to write (default hw_config.json)")
+    calibrate.add_argument("--force", action="store_true", help="replace an existing --out file")
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
     return parser
