@@ -306,7 +306,7 @@ class CrossbarLayer:
         self.noise = nonideal.generator(layer.key, 1) if self.analog else None
         cells = _LayerCells(q, geometry, nonideal, layer.key)
         width = geometry.phys_per_logical
-        exact = np.zeros(q.shape, dtype=np.int64) if self.analog else q.astype(np.int64)
+        exact = np.zeros(q.shape, dtype=np.int64)     # only the tiles' cells count, as in the reference
         self.blocks: list[_CycleBlock] = []
         for tile in sorted(layer.tiles, key=lambda t: (t.row_start, t.col_start)):
             rows, cols, phys = _spans(tile, geometry)
@@ -316,6 +316,7 @@ class CrossbarLayer:
             else:
                 kept = exact_columns(cells.column_sums(tile), tile, geometry)
                 cycled = ~kept & (bits > 0)
+                exact[rows, cols] += q[rows, cols]
                 if not kept.all():      # the columns that are not exact leave the matrix product
                     signed = cells.digits[rows, phys] * column_weights(geometry, tile.col_count) * ~kept
                     exact[rows, cols] -= signed.reshape(tile.row_count, tile.col_count, width).sum(axis=2)

@@ -376,3 +376,12 @@ def test_tile_digits_recombine_to_the_weights():
     digits = tile_digits(q, geometry, TileRange(0, 10, 0, 4)).astype(np.int64).reshape(10, 4, 3, 2)
     recombined = ((digits[..., 0] - digits[..., 1]) * np.array([1, 4, 16])).sum(axis=2)
     np.testing.assert_array_equal(recombined, q)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), keep=st.integers(0, 2 ** 16 - 1))
+def test_a_subset_of_tiles_counts_only_those_tiles(case, keep):
+    """Chained row blocks (the RTL's accumulator input) need the output of some tiles only."""
+    q, config, layer, x = case
+    subset = layer.model_copy(update={"tiles": [t for i, t in enumerate(layer.tiles) if keep >> (i % 16) & 1]})
+    assert np.array_equal(CrossbarLayer(q, config, subset)(x), layer_outputs_reference(q, config, subset, x))
