@@ -191,7 +191,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", metavar="SPEC",
                        help="digits (default), cifar10:PATH (python batches) or imagefolder:PATH[:SIZE]")
     group.add_argument("--out", metavar="FILE", help="output checkpoint (Ctrl-C leaves FILE-stem.resume.pt)")
-    group.add_argument("--epochs", type=int, metavar="N", help="epochs of every training phase (default: the method's)")
+    group.add_argument("--epochs", type=int, metavar="N",
+                       help="epochs of every training phase, dense pre-training included (default: the method's)")
     group.add_argument("--seed", type=int, metavar="S", help="seed of initialisation, batch order and noise (default 0)")
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a hyperparameter, e.g. finetune.lr=0.005 (repeatable; see --show-hparams)")

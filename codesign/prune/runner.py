@@ -343,8 +343,8 @@ def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Opt
           on_epoch: OnEpoch = None) -> dict[str, Any]:
     """Prune the dense model ``source`` with ``method``; write the pruned checkpoint to ``out``.
 
-    ``source`` is a model file, a zoo name (trained dense first into ``<out>.dense.pt``) or None
-    (the dataset's default architecture, trained first). ``crossbar`` holds any of rows, cols,
+    ``source`` is a model file, a zoo name (trained dense first into ``<out>.dense.pt``, for
+    ``epochs`` too if given) or None (the dataset's default architecture, trained first). ``crossbar`` holds any of rows, cols,
     cell_bits, dac_bits, weight_bits, input_bits, per_channel (defaults as ``codesign analyze``).
     """
     params = resolve_params(method, overrides, epochs)
@@ -357,7 +357,7 @@ def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Opt
     if source in zoo.ARCHS and not Path(source).is_file():
         dense_out = out.with_name(f"{out.stem}.dense{out.suffix or '.pt'}")
         print(f"codesign: training {source} dense first (codesign train), into {dense_out}", file=sys.stderr)
-        train_dense(source, data, dense_out, seed=seed, on_epoch=on_epoch,
+        train_dense(source, data, dense_out, epochs=epochs, seed=seed, on_epoch=on_epoch,
                     **{k: crossbar[k] for k in ("weight_bits", "input_bits") if k in crossbar})
         source = str(dense_out)
     arch_name, kwargs, state = load_dense(source, arch)
