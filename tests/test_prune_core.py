@@ -128,3 +128,59 @@ def test_slice_sparsity_counts_zero_digits():
     geo = Geometry(rows=4, cols=8, cell_bits=2, dac_bits=1, weight_bits=5, input_bits=8)    # S = 2
     q = np.array([[[0, 1, 4, 15]]])                    # digits (0,0) (1,0) (0,1) (3,3)
     assert slice_sparsity({"x": q}, geo) == 4 / 8
+
+
+def test_hoyer_variance_matches_the_definition_and_the_gate_spares_sparse_columns():
+    from codesign.prune.dub import hoyer_variance
+
+    torch.manual_seed(1)
+    K, N, R, L = 10, 7, 4, 3                               # edge row block of 2 rows, edge tile of 1 column
+    linear = nn.Linear(K, N, bias=False)
+    target = Target("x", linear, Grid(K, N, R, L))
+    w = linear.weight.detach().T                            # [K, N] as the crossbar holds it
+    expected = 0.0
+    for r0 in range(0, K, R):
+        hoyers = []
+        for j in range(N):
+            seg = w[r0:r0 + R, j].double()
+            hoyers.append(float(seg.abs().sum() ** 2 / (seg.pow(2).sum() + 1e-6)))
+        hoyers += [0.0] * (-N % L)                           # the code's zero-padded columns
+        for c0 in range(0, len(hoyers), L):
+            expected += float(np.var(hoyers[c0:c0 + L], ddof=1))
+    assert hoyer_variance(target, gate=False).item() == pytest.approx(expected, rel=1e-5)
+
+    gated = hoyer_variance(target, gate=True)
+    assert gated.item() == pytest.approx(expected, rel=1e-5)
+    gated.backward()
+    grad = linear.weight.grad.T                              # [K, N]
+    seg = target.grid.segments(target.matrix().detach())[0]
+    hoyer = seg.abs().sum(1) ** 2 / (seg.pow(2).sum(1) + 1e-6)          # [RB, N]
+    padded = torch.nn.functional.pad(hoyer, (0, -N % L)).reshape(hoyer.shape[0], -1, L)
+    below = (padded < padded.mean(-1, keepdim=True)).reshape(hoyer.shape[0], -1)[:, :N]
+    for rb in range(hoyer.shape[0]):
+        for j in range(N):
+            rows = grad[rb * R:(rb + 1) * R, j]
+            assert (rows == 0).all() == bool(below[rb, j]), (rb, j)
+
+
+def test_schedules():
+    from codesign.prune.train import Schedule
+
+    step = Schedule(epochs=160, lr=0.01, milestones=[50 / 160, 100 / 160, 150 / 160])
+    assert [step.lr_at(e) for e in (0, 49, 50, 99, 100, 150)] == pytest.approx([0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-5])
+    cosine = Schedule(epochs=4, lr=1.0, decay="cosine")
+    assert [cosine.lr_at(e) for e in range(4)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
+
+
+def test_augment_crops_and_flips_the_padded_image():
+    from codesign.prune.train import augment
+
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) + 1
+    out = augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    again = augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    padded = nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(2):
+        crops = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)

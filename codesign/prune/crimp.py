@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .core import Target, keep_groups
 from .method import Method, MethodParams
-from .train import Phase, Schedule
+from .train import Phase, Run, Schedule
 
 
 class CrimpParams(MethodParams):
@@ -73,9 +73,12 @@ class Crimp(Method):
     Params = CrimpParams
     pow2_scales = True
 
+    def __init__(self, run: Run, params: CrimpParams) -> None:
+        super().__init__(run, params)
+        run.variation = params.variation
+
     def phases(self) -> list[Phase]:
         p = self.params
-        self.run.variation = p.variation
         return [Phase("zerorize", p.zerorize, epoch_start=self.zerorize, end=self.fix),
                 Phase("finetune", p.finetune)]
 
