@@ -40,7 +40,7 @@ test: install
 bench: install
 	$(BIN)/python -m bench
 
-# examples/pruning_results.md: every pruning method on the digits model (about 15 minutes on 2 cores)
+# examples/pruning_results.md: every pruning method on the digits model (about 5 minutes)
 results: install
 	$(BIN)/python examples/pruning_results.py
 

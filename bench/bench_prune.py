@@ -22,7 +22,7 @@ def run() -> str:
         model = Path(tmp) / "p.pt"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         prune_s, prune_mib = run_command([*codesign_command(), "prune", "--method", "dub", "--data", "digits",
-                                          "--rows", "64", "--cols", "64", "--out", str(model), "--threads", "2"],
+                                          "--rows", "64", "--cols", "64", "--out", str(model)],
                                          stderr=subprocess.DEVNULL)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         generate_s, _ = run_command([*codesign_command(), "generate", "--model", str(model),

@@ -203,10 +203,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 
 
 def training_overrides(args: argparse.Namespace) -> dict:
-    from .prune.runner import _merge, parse_assignments, read_params_file
+    from .prune.runner import merge_overrides, parse_assignments, read_params_file
 
     base = read_params_file(args.hparams) if args.hparams else {}
-    return _merge(base, parse_assignments(args.set))
+    return merge_overrides(base, parse_assignments(args.set))
 
 
 def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] | None:

@@ -122,7 +122,9 @@ def test_tinyadc_no_column_segment_exceeds_its_budget(dense, tmp_path):
 
 def test_crossbar_grain_prunes_whole_tiles(dense, tmp_path):
     checkpoint, model = run(dense, tmp_path, "crossbar", sparsity=0.5)
-    for spec in model.layers:
+    *pruned_layers, output = model.layers
+    assert mask_matrix(checkpoint, output.name).all()                # class scores are left alone by default
+    for spec in pruned_layers:
         mask = mask_matrix(checkpoint, spec.name)
         tiles = default_tiles(*spec.q.shape, GEO)
         states = [blocks(mask, t).all() or not blocks(mask, t).any() for t in tiles]
@@ -137,7 +139,8 @@ def test_column_grain_prunes_whole_segments_and_packs_them(dense, tmp_path):
     recombination = checkpoint["meta"]["recombination"]
     L = GEO.logical_cols
     saved = 0
-    for spec in model.layers:
+    assert set(recombination) == {spec.name for spec in model.layers[:-1]}
+    for spec in model.layers[:-1]:
         mask = mask_matrix(checkpoint, spec.name)
         K, N = spec.q.shape
         for rb, r0 in enumerate(range(0, K, ROWS)):

@@ -29,6 +29,9 @@ from .train import Phase, Run, Schedule
 class CrimpParams(MethodParams):
     """Defaults are ours ([I]): the paper's values were not retrievable."""
 
+    prune_output_layer: bool = Field(False, description="Removing whole tiles or columns of the output layer "
+                                                        "removes class scores: it is left dense by default.")
+
     crossbar_sparsity: float = Field(0.25, ge=0, lt=1, description="Fraction of each layer's tiles pruned.")
     kernel_sparsity: float = Field(0.5, ge=0, lt=1,
                                    description="Fraction of the kernel groups of the remaining tiles pruned.")

@@ -35,6 +35,9 @@ from .train import Phase, Run, Schedule
 class LgdParams(MethodParams):
     """Defaults: the paper's CIFAR fine-tuning length (60 epochs [S]); the rest is ours ([I])."""
 
+    prune_output_layer: bool = Field(False, description="Removing whole tiles or columns of the output layer "
+                                                        "removes class scores: it is left dense by default.")
+
     sparsity: float = Field(0.5, ge=0, lt=1, description="Fraction of each layer's groups pruned.")
     p_start: float = Field(0.5, ge=0, le=1, description="RPP: projection probability in the first epoch.")
     reorder: bool = Field(False, description="Sort each layer's input channels by importance first.")

@@ -18,6 +18,8 @@ class MethodParams(BaseModel):
 
     exclude: list[str] = Field(default_factory=list,
                                description="Layers left unpruned (still quantized), e.g. ['features.0'].")
+    prune_output_layer: bool = Field(True, description="Prune the model's last Conv2d/Linear (its columns are "
+                                                       "the class scores) too.")
 
 
 class Method:
@@ -39,6 +41,8 @@ class Method:
         if unknown:
             raise CodesignError(f"exclude: no crossbar layer '{unknown[0]}'; layers are: {', '.join(names)}")
         self.targets: list[Target] = [t for t in run.targets if t.name not in params.exclude]
+        if not params.prune_output_layer:
+            self.targets = [t for t in self.targets if t is not run.targets[-1]]
 
     def prepare(self) -> None:
         """Work before the first phase (a fresh run only)."""

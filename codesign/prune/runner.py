@@ -98,7 +98,7 @@ def resolve_params(method: str, overrides: Optional[dict[str, Any]] = None, epoc
     for every training phase. Returns the validated values as a plain dict."""
     model = params_model(method)
     defaults = _validate(model, dense_defaults(data) if method == DENSE else {}).model_dump()
-    values = _merge(defaults, overrides or {})
+    values = merge_overrides(defaults, overrides or {})
     if epochs is not None:
         for name, field in model.model_fields.items():
             if field.annotation is Schedule:
@@ -107,10 +107,12 @@ def resolve_params(method: str, overrides: Optional[dict[str, Any]] = None, epoc
     return params.model_dump()
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, nested dicts merged key by key."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge_overrides(out[key], value) if nested else value
     return out
 
 
