@@ -171,7 +171,10 @@ never converted costs 0; T·positions conversions per column). *Dense-uniform*: 
 crossbar at 8 bits. *D.U.B. levels*: D.U.B.'s own accounting, every column of a level-k crossbar at
 8 − k bits, empty crossbars removed. *Per-crossbar*: every column of a crossbar at the crossbar's
 largest lossless bits (DESIGN 3.11, the shared-ADC assumption). *Per-column*: every column at its own
-lossless bits (codesign's analysis). Ratios above 1 are savings.
+lossless bits (codesign's analysis). Ratios above 1 are savings. The level accounting charges every
+crossbar the full 8 bits at level 0 whatever its rows, as D.U.B. does: the 9-row first layer (64
+positions per inference) and the 16-row last row block of `features.2` keep it low however sparse the
+rest becomes; the lossless accountings see that a 9-row column never needs 8 bits.
 
 {energy}
 
