@@ -199,7 +199,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--hparams", metavar="FILE", help="JSON file of hyperparameter overrides")
     group.add_argument("--show-hparams", action="store_true", help="print the hyperparameters as JSON and exit")
     group.add_argument("--resume", metavar="FILE", help="continue the interrupted run saved in FILE")
-    group.add_argument("--threads", type=int, metavar="N", help="CPU threads for PyTorch (default: all cores)")
+    group.add_argument("--threads", type=int, metavar="N",
+                       help="PyTorch CPU threads while training (default: 1 for models under a million "
+                            "parameters, else all cores)")
 
 
 def training_overrides(args: argparse.Namespace) -> dict:
@@ -210,7 +212,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
 
 
 def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] | None:
-    """Common part of prune and train: --show-hparams, --threads, --resume checks. Returns
+    """Common part of prune and train: --show-hparams, --out and --resume checks. Returns
     (overrides, out) or None when only the hyperparameters were shown."""
     import json
 
@@ -224,10 +226,8 @@ def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] |
         raise_error("--set, --hparams and --epochs are fixed by the run being resumed: drop them")
     if not args.out:
         raise_error("--out FILE is required: where to write the checkpoint")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise_error(f"--threads must be at least 1, not {args.threads}")
     return overrides, Path(args.out)
 
 
@@ -245,10 +245,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 "per_channel": True if args.per_channel else None}
     if args.resume:
         checkpoint = runner.resume(args.resume, out, {"method": args.method, "data": args.data, "seed": args.seed,
-                                                       **crossbar})
+                                                       **crossbar}, threads=args.threads)
     else:
         checkpoint = runner.prune(args.model, args.method, args.data or "digits", out, arch=args.arch,
-                                  epochs=args.epochs, overrides=overrides, seed=args.seed or 0, crossbar=crossbar)
+                                  epochs=args.epochs, overrides=overrides, seed=args.seed or 0, crossbar=crossbar,
+                                  threads=args.threads)
     meta = checkpoint["meta"]
     acc = meta["accuracy"]
     xbar = meta["crossbar"]
@@ -275,11 +276,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         checkpoint = runner.resume(args.resume, out, {"method": "dense", "arch": args.arch, "data": args.data,
                                                        "seed": args.seed, "weight_bits": args.weight_bits,
-                                                       "input_bits": args.input_bits})
+                                                       "input_bits": args.input_bits}, threads=args.threads)
     else:
         checkpoint = runner.train_dense(args.arch, args.data or "digits", out, epochs=args.epochs, seed=args.seed or 0,
                                         overrides=overrides, weight_bits=args.weight_bits or 8,
-                                        input_bits=args.input_bits or 8)
+                                        input_bits=args.input_bits or 8, threads=args.threads)
     acc = checkpoint["meta"]["accuracy"]
     print(f"{checkpoint['arch']['name']} on {checkpoint['meta']['dataset']}: test accuracy {acc['float']:.2f}% "
           f"(float), {acc['quantized']:.2f}% with {checkpoint['weight_bits']}-bit weights")

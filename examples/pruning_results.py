@@ -195,7 +195,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs of every phase (a quick check; default: each method's)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)                    # small model: one thread is as fast, and reproducible
     chosen = [c for c in CASES if not args.only or c.label in args.only.split(",")]
 
     started = time.perf_counter()

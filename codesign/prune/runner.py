@@ -251,11 +251,13 @@ OnEpoch = Optional[Callable[[dict[str, Any]], None]]
 
 
 def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
-            state: Optional[dict[str, Any]] = None, on_epoch: OnEpoch = None) -> dict[str, Any]:
+            state: Optional[dict[str, Any]] = None, on_epoch: OnEpoch = None,
+            threads: Optional[int] = None) -> dict[str, Any]:
     """Run ``setup`` (dense training or a pruning method) and write the checkpoint to ``out``.
 
     ``state`` is the starting state_dict of a fresh run (random init if None); ``snapshot``
-    continues an interrupted run instead. Returns the checkpoint written.
+    continues an interrupted run instead; ``threads`` sets PyTorch's CPU threads while training
+    (default: one for models under a million parameters). Returns the checkpoint written.
     """
     data = load_data(setup.data)
     torch.manual_seed(setup.seed)                      # the initialisation of a model trained from scratch
@@ -285,7 +287,8 @@ def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
         print(f"codesign: stopped; progress up to the last finished epoch is in {path}: continue with "
               f"'codesign {command} --resume {path} --out {out}'", file=sys.stderr)
 
-    trainer = Trainer(run, phases, setup.method, method.state_dict if method else dict, interrupted, on_epoch)
+    trainer = Trainer(run, phases, setup.method, method.state_dict if method else dict, interrupted, on_epoch,
+                      threads)
     if snapshot is not None:
         trainer.restore(snapshot)
         if method:
@@ -330,19 +333,19 @@ def export(setup: Setup, run: Run, method: Optional[Method], before: dict[str, f
 
 def train_dense(arch: str, data: str, out: Path, *, epochs: Optional[int] = None, seed: int = 0,
                 overrides: Optional[dict[str, Any]] = None, weight_bits: int = 8, input_bits: int = 8,
-                on_epoch: OnEpoch = None) -> dict[str, Any]:
+                on_epoch: OnEpoch = None, threads: Optional[int] = None) -> dict[str, Any]:
     """Train zoo architecture ``arch`` from random init on ``data``; write the dense checkpoint."""
     zoo.get_arch(arch)
     setup = Setup(method=DENSE, params=resolve_params(DENSE, overrides, epochs, data), arch=arch,
                   arch_kwargs={"num_classes": load_data(data).classes}, source=f"{arch} (random init)",
                   data=data, seed=seed, weight_bits=weight_bits, input_bits=input_bits)
-    return execute(setup, out, on_epoch=on_epoch)
+    return execute(setup, out, on_epoch=on_epoch, threads=threads)
 
 
 def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Optional[str] = None,
           epochs: Optional[int] = None, overrides: Optional[dict[str, Any]] = None, seed: int = 0,
-          crossbar: Optional[dict[str, Any]] = None,
-          on_epoch: OnEpoch = None) -> dict[str, Any]:
+          crossbar: Optional[dict[str, Any]] = None, on_epoch: OnEpoch = None,
+          threads: Optional[int] = None) -> dict[str, Any]:
     """Prune the dense model ``source`` with ``method``; write the pruned checkpoint to ``out``.
 
     ``source`` is a model file, a zoo name (trained dense first into ``<out>.dense.pt``, for
@@ -359,18 +362,18 @@ def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Opt
     if source in zoo.ARCHS and not Path(source).is_file():
         dense_out = out.with_name(f"{out.stem}.dense{out.suffix or '.pt'}")
         print(f"codesign: training {source} dense first (codesign train), into {dense_out}", file=sys.stderr)
-        train_dense(source, data, dense_out, epochs=epochs, seed=seed, on_epoch=on_epoch,
+        train_dense(source, data, dense_out, epochs=epochs, seed=seed, on_epoch=on_epoch, threads=threads,
                     **{k: crossbar[k] for k in ("weight_bits", "input_bits") if k in crossbar})
         source = str(dense_out)
     arch_name, kwargs, state = load_dense(source, arch)
     setup = Setup(method=method, params=params, arch=arch_name, arch_kwargs=kwargs, source=source, data=data,
                   seed=seed, **crossbar)
-    return execute(setup, out, state=state, on_epoch=on_epoch)
+    return execute(setup, out, state=state, on_epoch=on_epoch, threads=threads)
 
 
 def resume(path: str | Path, out: Path, given: Optional[dict[str, Any]] = None,
-           on_epoch: OnEpoch = None) -> dict[str, Any]:
+           on_epoch: OnEpoch = None, threads: Optional[int] = None) -> dict[str, Any]:
     """Continue the run saved in ``path``; ``given`` options must agree with it."""
     setup, snapshot = read_resume(path)
     check_resume(setup, given or {})
-    return execute(setup, out, snapshot=snapshot, on_epoch=on_epoch)
+    return execute(setup, out, snapshot=snapshot, on_epoch=on_epoch, threads=threads)

@@ -165,13 +165,22 @@ def epoch_seed(seed: int, phase: int, epoch: int) -> int:
 
 
 @contextmanager
-def deterministic() -> Iterator[None]:
-    previous = torch.are_deterministic_algorithms_enabled()
+def deterministic(threads: int) -> Iterator[None]:
+    """Deterministic algorithms and ``threads`` PyTorch CPU threads inside; restored after."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
+
+
+def default_threads(model: nn.Module) -> int:
+    """One thread for a model under a million parameters (thread start-up costs more than it saves on
+    such small layers, and the machine stays free for others), else PyTorch's default."""
+    return 1 if sum(p.numel() for p in model.parameters()) < 1_000_000 else torch.get_num_threads()
 
 
 @dataclass
@@ -186,15 +195,17 @@ class Position:
 class Trainer:
     """Runs phases on a :class:`Run`; see the module docstring.
 
-    ``method_state`` / ``load_method_state`` carry a method's own tensors (e.g. ADMM variables)
-    through snapshots. ``on_interrupt`` receives the last snapshot when Ctrl-C stops training.
+    ``method_state`` carries a method's own tensors (e.g. ADMM variables) through snapshots.
+    ``on_interrupt`` receives the last snapshot when Ctrl-C stops training. ``threads``: PyTorch
+    CPU threads while training (default: :func:`default_threads`).
     """
 
     def __init__(self, run: Run, phases: list[Phase], label: str,
                  method_state: Callable[[], dict[str, Any]] = dict,
                  on_interrupt: Optional[Callable[[dict[str, Any]], None]] = None,
-                 on_epoch: Optional[Callable[[dict[str, Any]], None]] = None) -> None:
+                 on_epoch: Optional[Callable[[dict[str, Any]], None]] = None, threads: Optional[int] = None) -> None:
         self.run = run
+        self.threads = threads or default_threads(run.model)
         self.phases = phases
         self.label = label
         self.method_state = method_state
@@ -237,7 +248,7 @@ class Trainer:
         """Run from the current position to the end; Ctrl-C hands the last snapshot to ``on_interrupt``."""
         snap = self.snapshot()
         try:
-            with deterministic():
+            with deterministic(self.threads):
                 while self.position.phase < len(self.phases):
                     phase = self.phases[self.position.phase]
                     if self.position.epoch < phase.schedule.epochs:
