@@ -267,11 +267,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .prune import runner
 
-    if not args.arch and not args.resume:
-        raise_error("give the architecture to train, e.g. 'codesign train digits_cnn'")
     started = start_training(args, "dense")
     if started is None:
         return 0
+    if not args.arch and not args.resume:
+        raise_error("give the architecture to train, e.g. 'codesign train digits_cnn'")
     overrides, out = started
     if args.resume:
         checkpoint = runner.resume(args.resume, out, {"method": "dense", "arch": args.arch, "data": args.data,
