@@ -141,6 +141,15 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_non_finite_weights_are_refused_by_name(dense, tmp_path, capsys):
+    checkpoint = torch.load(dense, weights_only=True)
+    checkpoint["state_dict"]["features.2.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(checkpoint, tmp_path / "nan.pt")
+    assert main(["prune", "--model", str(tmp_path / "nan.pt"), "--method", "dub", "--out", str(tmp_path / "x.pt")]) == 1
+    assert "'features.2.weight' has 1 NaN or inf values" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_a_plain_state_dict_needs_its_architecture(dense, tmp_path, capsys):
     plain = tmp_path / "plain.pt"
     torch.save(torch.load(dense, weights_only=True)["state_dict"], plain)

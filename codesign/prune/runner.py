@@ -203,6 +203,10 @@ def build_model(arch: str, kwargs: dict[str, Any], data: Data, state: Optional[d
                             f"{'×'.join(map(str, shape))}; pick a matching architecture or dataset")
     model = zoo.build(arch, kwargs)
     if state is not None:
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+                bad = int((~torch.isfinite(value)).sum())
+                raise CodesignError(f"{shown}: '{key}' has {bad} NaN or inf values; fix the model before pruning it")
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
