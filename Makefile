@@ -40,5 +40,9 @@ test: install
 bench: install
 	$(BIN)/python -m bench
 
+# examples/pruning_results.md: every pruning method on the digits model (about 5 minutes)
+results: install
+	$(BIN)/python examples/pruning_results.py
+
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache .hypothesis

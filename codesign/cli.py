@@ -283,6 +283,113 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pruning and training (codesign.prune) ----------------------------------------------------
+
+PRUNE_METHODS = ("dub", "tinyadc", "crossbar", "column", "crimp", "bitslice", "magnitude")
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--data", metavar="SPEC",
+                       help="digits (default), cifar10:PATH (python batches) or imagefolder:PATH[:SIZE]")
+    group.add_argument("--out", metavar="FILE", help="output checkpoint (Ctrl-C leaves FILE-stem.resume.pt)")
+    group.add_argument("--epochs", type=int, metavar="N",
+                       help="epochs of every training phase, dense pre-training included (default: the method's)")
+    group.add_argument("--seed", type=int, metavar="S", help="seed of initialisation, batch order and noise (default 0)")
+    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a hyperparameter, e.g. finetune.lr=0.005 (repeatable; see --show-hparams)")
+    group.add_argument("--hparams", metavar="FILE", help="JSON file of hyperparameter overrides")
+    group.add_argument("--show-hparams", action="store_true", help="print the hyperparameters as JSON and exit")
+    group.add_argument("--resume", metavar="FILE", help="continue the interrupted run saved in FILE")
+    group.add_argument("--threads", type=int, metavar="N",
+                       help="PyTorch CPU threads while training (default: 1 for models under a million "
+                            "parameters, else all cores)")
+
+
+def training_overrides(args: argparse.Namespace) -> dict:
+    from .prune.runner import merge_overrides, parse_assignments, read_params_file
+
+    base = read_params_file(args.hparams) if args.hparams else {}
+    return merge_overrides(base, parse_assignments(args.set))
+
+
+def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] | None:
+    """Common part of prune and train: --show-hparams, --out and --resume checks. Returns
+    (overrides, out) or None when only the hyperparameters were shown."""
+    import json
+
+    from .prune.runner import resolve_params
+
+    overrides = training_overrides(args)
+    if args.show_hparams:
+        print(json.dumps(resolve_params(method, overrides, args.epochs, args.data or "digits"), indent=2))
+        return None
+    if args.resume and (overrides or args.epochs is not None):
+        raise_error("--set, --hparams and --epochs are fixed by the run being resumed: drop them")
+    if not args.out:
+        raise_error("--out FILE is required: where to write the checkpoint")
+    if args.threads is not None and args.threads < 1:
+        raise_error(f"--threads must be at least 1, not {args.threads}")
+    return overrides, Path(args.out)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .prune import runner
+
+    if not args.method and not args.resume:
+        raise_error(f"--method is required: one of {', '.join(PRUNE_METHODS)}")
+    started = start_training(args, args.method or "dub")
+    if started is None:
+        return 0
+    overrides, out = started
+    crossbar = {"rows": args.rows, "cols": args.cols, "cell_bits": args.cell_bits, "dac_bits": args.dac_bits,
+                "weight_bits": args.weight_bits, "input_bits": args.input_bits,
+                "per_channel": True if args.per_channel else None}
+    if args.resume:
+        checkpoint = runner.resume(args.resume, out, {"method": args.method, "data": args.data, "seed": args.seed,
+                                                       **crossbar}, threads=args.threads)
+    else:
+        checkpoint = runner.prune(args.model, args.method, args.data or "digits", out, arch=args.arch,
+                                  epochs=args.epochs, overrides=overrides, seed=args.seed or 0, crossbar=crossbar,
+                                  threads=args.threads)
+    meta = checkpoint["meta"]
+    acc = meta["accuracy"]
+    xbar = meta["crossbar"]
+    levels = "  ".join(f"{k}:{v}" for k, v in meta["tile_levels"].items())
+    print(f"{meta['method']} on {meta['dataset']}: accuracy {acc['dense_float']:.2f}% dense → "
+          f"{acc['pruned_quantized']:.2f}% pruned ({checkpoint['weight_bits']}-bit weights)")
+    print(f"sparsity {100 * meta['sparsity']:.1f}% of weights, {100 * meta['slice_sparsity']:.1f}% of cell digits; "
+          f"mean lossless ADC bits {meta['mean_adc_bits']:.2f}")
+    print(f"tiles per D.U.B. level (0 = densest): {levels}")
+    print(f"wrote {out}; next: codesign analyze --model {out} --rows {xbar['rows']} --cols {xbar['cols']} "
+          f"--cell-bits {xbar['cell_bits']} --dac-bits {xbar['dac_bits']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .prune import runner
+
+    started = start_training(args, "dense")
+    if started is None:
+        return 0
+    if not args.arch and not args.resume:
+        raise_error("give the architecture to train, e.g. 'codesign train digits_cnn'")
+    overrides, out = started
+    if args.resume:
+        checkpoint = runner.resume(args.resume, out, {"method": "dense", "arch": args.arch, "data": args.data,
+                                                       "seed": args.seed, "weight_bits": args.weight_bits,
+                                                       "input_bits": args.input_bits}, threads=args.threads)
+    else:
+        checkpoint = runner.train_dense(args.arch, args.data or "digits", out, epochs=args.epochs, seed=args.seed or 0,
+                                        overrides=overrides, weight_bits=args.weight_bits or 8,
+                                        input_bits=args.input_bits or 8, threads=args.threads)
+    acc = checkpoint["meta"]["accuracy"]
+    print(f"{checkpoint['arch']['name']} on {checkpoint['meta']['dataset']}: test accuracy {acc['float']:.2f}% "
+          f"(float), {acc['quantized']:.2f}% with {checkpoint['weight_bits']}-bit weights")
+    print(f"wrote {out}; next: codesign prune --model {out} --method dub --out pruned.pt")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,6 +469,32 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
+
+    prune = command("prune", cmd_prune,
+                    "prune and quantize a dense model for crossbars (D.U.B., TinyADC, crossbar/column, CRIMP, "
+                    "bit-slice L1, magnitude) and write a codesign checkpoint")
+    prune.add_argument("--method", choices=PRUNE_METHODS, help="pruning method (README, 'codesign prune')")
+    model = prune.add_argument_group("model")
+    model.add_argument("--model", metavar="FILE|ARCH",
+                       help="dense codesign checkpoint, state_dict (with --arch), or a zoo architecture to train "
+                            "first (default: digits_cnn for --data digits)")
+    model.add_argument("--arch", metavar="NAME", help="zoo architecture of a plain state_dict given as --model")
+    model.add_argument("--weight-bits", type=int, metavar="WB", help="two's-complement weight bits (default 8)")
+    model.add_argument("--input-bits", type=int, metavar="A", help="unsigned activation bits (default 8)")
+    model.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")
+    xbar = prune.add_argument_group("crossbar (DESIGN section 3; tiles during pruning are exactly these)")
+    xbar.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
+    xbar.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
+    xbar.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
+    xbar.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
+    add_training_args(prune)
+
+    train = command("train", cmd_train, "train a zoo architecture from random init into a dense codesign checkpoint")
+    train.add_argument("arch", nargs="?", metavar="ARCH",
+                       help="digits_cnn, vgg8, vgg11_cifar, resnet20 or resnet18 (codesign.zoo)")
+    train.add_argument("--weight-bits", type=int, metavar="WB", help="weight bits recorded in the checkpoint (default 8)")
+    train.add_argument("--input-bits", type=int, metavar="A", help="activation bits recorded (default 8)")
+    add_training_args(train)
     return parser
 
 

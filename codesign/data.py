@@ -1,15 +1,42 @@
 """Datasets named on the command line with ``--data SPEC``.
 
-``digits`` is scikit-learn's bundled 8×8 digits (real data, offline): float32 images
-``[n, 1, 8, 8]`` scaled to 0–1 and int64 labels, split deterministically into 1437 training and
-360 test images. :func:`load_dataset` parses a SPEC and returns ``(images, labels)`` as numpy arrays.
+:func:`load_dataset` parses a SPEC and returns ``(images, labels)`` of one split as numpy arrays:
+float32 images ``[n, C, H, W]`` with values 0–1 (unsigned, as the crossbar's input DACs expect; no
+mean/std normalisation — models with batch norm absorb it) and int64 labels ``0..classes−1``.
+
+``digits``
+    scikit-learn's bundled 8×8 digits (real data, offline): ``[n, 1, 8, 8]``, split
+    deterministically into 1437 training and 360 test images.
+``cifar10:PATH``
+    CIFAR-10 in its python-batches format (the folder ``cifar-10-batches-py`` of
+    ``cifar-10-python.tar.gz``, or its parent): ``data_batch_1`` … ``data_batch_5`` are the training
+    split, ``test_batch`` the test split; ``[n, 3, 32, 32]``. The pickles are read with an unpickler
+    that admits only numpy arrays, so a tampered file cannot run code.
+``imagefolder:PATH`` or ``imagefolder:PATH:SIZE``
+    Your own images, one sub-folder per class (torchvision's ImageFolder layout). If ``PATH`` has
+    ``train/`` and ``test/`` (or ``val/``) sub-folders they are the splits; otherwise each class's
+    files, sorted by name, are split by a seeded permutation into 80 % training and 20 % test.
+    Images are converted to RGB, their shorter side resized to ``SIZE`` (default 32) with bilinear
+    filtering, then centre-cropped to ``SIZE × SIZE``: ``[n, 3, SIZE, SIZE]``. Classes are the
+    sub-folder names in sorted order.
 """
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 
+from .errors import CodesignError
+
 DIGITS_TEST = 360
+SPLITS = ("train", "test")
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR_TEST = "test_batch"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp"}
+IMAGEFOLDER_SIZE = 32
+IMAGEFOLDER_TEST_SHARE = 0.2
 
 
 def digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -21,16 +48,133 @@ def digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
     chosen = order[-DIGITS_TEST:] if split == "test" else order[:-DIGITS_TEST]
-    if split not in ("train", "test"):
+    if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     return images[chosen], labels[chosen]
 
 
 def load_dataset(spec: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of ``split`` ('train' or 'test') of the dataset named by ``spec``."""
-    from .errors import CodesignError
-
-    name, _, _argument = spec.partition(":")
-    if name == "digits":
+    if split not in SPLITS:
+        raise CodesignError(f"split must be 'train' or 'test', not {split!r}")
+    name, _, argument = spec.partition(":")
+    if name == "digits" and not argument:
         return digits(split)
-    raise CodesignError(f"unknown dataset '{spec}': use 'digits'")
+    if name == "cifar10" and argument:
+        return cifar10(Path(argument), split)
+    if name == "imagefolder" and argument:
+        path, size = _path_and_size(argument)
+        return imagefolder(path, split, size)
+    raise CodesignError(f"unknown dataset '{spec}': use 'digits', 'cifar10:PATH' or 'imagefolder:PATH[:SIZE]'")
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------------
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR batch holds: dicts, lists, bytes, numbers and numpy arrays
+    (``_codecs.encode`` is how protocol-2 pickles written by Python 3 spell bytes)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with file.open("rb") as handle:
+            batch = _ArrayUnpickler(handle, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        raise CodesignError(f"{file} is not a CIFAR-10 python batch ({exc}); re-extract cifar-10-python.tar.gz") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise CodesignError(f"{file}: expected 'data' of shape [n, 3072] and n labels, found {list(data.shape)} "
+                            f"and {len(labels)}; re-extract cifar-10-python.tar.gz")
+    if labels.size and not (0 <= labels.min() and labels.max() <= 9):
+        raise CodesignError(f"{file}: labels must be 0–9")
+    return data, labels
+
+
+def cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 from its python batches in ``path`` (or ``path/cifar-10-batches-py``)."""
+    if (path / "cifar-10-batches-py").is_dir():
+        path = path / "cifar-10-batches-py"
+    if not path.is_dir():
+        raise CodesignError(f"CIFAR-10 folder not found: {path} (extract cifar-10-python.tar.gz and give "
+                            f"the cifar-10-batches-py folder)")
+    names = [CIFAR_TEST] if split == "test" else [n for n in CIFAR_TRAIN if (path / n).is_file()]
+    if not names or not (path / names[0]).is_file():
+        wanted = CIFAR_TEST if split == "test" else "data_batch_1 … data_batch_5"
+        raise CodesignError(f"{path} has no {wanted}: give the cifar-10-batches-py folder of cifar-10-python.tar.gz")
+    parts = [_cifar_batch(path / n) for n in names]
+    data = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return (data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0), labels
+
+
+# --- ImageFolder ------------------------------------------------------------------------------
+
+def _path_and_size(argument: str) -> tuple[Path, int]:
+    head, _, tail = argument.rpartition(":")
+    if head and tail.isdigit():
+        size = int(tail)
+        if not 1 <= size <= 1024:
+            raise CodesignError(f"imagefolder image size must be 1–1024 pixels, not {size}")
+        return Path(head), size
+    return Path(argument), IMAGEFOLDER_SIZE
+
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    classes = sorted(d for d in root.iterdir() if d.is_dir())
+    return {d.name: sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            for d in classes}
+
+
+def imagefolder(path: Path, split: str, size: int = IMAGEFOLDER_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Images of ``path/<class>/…`` (or ``path/{train,test|val}/<class>/…``) as described above."""
+    if not path.is_dir():
+        raise CodesignError(f"image folder not found: {path}")
+    test_dir = next((path / d for d in ("test", "val") if (path / d).is_dir()), None)
+    if (path / "train").is_dir() and test_dir is not None:
+        train = _class_files(path / "train")
+        files = train if split == "train" else _class_files(test_dir)
+        if sorted(files) != sorted(train):
+            raise CodesignError(f"{path}: the class folders of train/ and {test_dir.name}/ differ")
+        classes = sorted(train)
+        chosen = [(f, classes.index(c)) for c in classes for f in files[c]]
+    else:
+        files = _class_files(path)
+        classes = sorted(files)
+        chosen = []
+        for label, name in enumerate(classes):
+            order = np.random.default_rng(label).permutation(len(files[name]))
+            cut = len(order) - int(round(IMAGEFOLDER_TEST_SHARE * len(order)))
+            picked = order[cut:] if split == "test" else order[:cut]
+            chosen += [(files[name][i], label) for i in sorted(picked)]
+    if len(classes) < 2:
+        raise CodesignError(f"{path}: needs at least two class sub-folders with images, found {len(classes)}")
+    if not chosen:
+        raise CodesignError(f"{path}: no images for the {split} split (extensions: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    images = np.stack([_read_image(f, size) for f, _ in chosen])
+    return images, np.array([label for _, label in chosen], dtype=np.int64)
+
+
+def _read_image(file: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            image = image.convert("RGB")
+            scale = size / min(image.size)
+            width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            left, top = (width - size) // 2, (height - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+            array = np.asarray(image, dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as exc:
+        raise CodesignError(f"cannot read image {file}: {exc}") from None
+    return array.transpose(2, 0, 1).copy()
