@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .config import CrossbarConfig, HardwareConfig, LayerConfig, MatrixShape, TileConfig
+from .config import MAX_ADC_BITS, CrossbarConfig, HardwareConfig, LayerConfig, MatrixShape, TileConfig
 from .errors import CodesignError
 from .ingest import LayerSpec, ModelSpec
 from .mapping import Geometry, TileRange, _block_sums, ceil_div, default_tiles, lossless_bits
@@ -27,12 +27,19 @@ def default_adcs(cols: int) -> int:
 
 
 def make_geometry(spec: LayerSpec, crossbar: CrossbarConfig) -> Geometry:
+    """The layer's geometry; refused (one line) if it is inconsistent or needs ADCs above 16 bits."""
     try:
-        return Geometry(rows=crossbar.rows, cols=crossbar.cols, cell_bits=crossbar.cell_bits,
-                        dac_bits=crossbar.dac_bits, weight_bits=spec.weight_bits,
-                        input_bits=spec.input_bits, adcs=crossbar.adcs)
+        geometry = Geometry(rows=crossbar.rows, cols=crossbar.cols, cell_bits=crossbar.cell_bits,
+                            dac_bits=crossbar.dac_bits, weight_bits=spec.weight_bits,
+                            input_bits=spec.input_bits, adcs=crossbar.adcs)
     except ValueError as exc:
         raise CodesignError(f"layer '{spec.key}': {exc}") from None
+    if geometry.uniform_bits > MAX_ADC_BITS:
+        raise CodesignError(
+            f"layer '{spec.key}': a dense column of {geometry.rows} rows with {geometry.cell_bits}-bit cells and "
+            f"{geometry.dac_bits}-bit DAC needs {geometry.uniform_bits}-bit ADCs, above the {MAX_ADC_BITS} bits "
+            f"codesign supports: use fewer rows, cell bits or DAC bits")
+    return geometry
 
 
 @dataclass

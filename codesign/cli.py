@@ -82,7 +82,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
                        per_channel=args.per_channel, trust_pickle=args.trust_pickle,
                        ignore_unsupported=args.ignore_unsupported)
     show_model_notes(model)
-    values = {name: getattr(args, name) or default for name, default in CROSSBAR_DEFAULTS.items()}
+    values = {name: getattr(args, name) or default for name, default in default_crossbar(model).items()}
     values["adcs"] = args.adcs or default_adcs(values["cols"])
     crossbar = crossbar_config(values)
     sweep = None
@@ -95,6 +95,16 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
             per_layer = {key: crossbar.model_copy(update={"rows": p.rows, "cols": p.cols, "adcs": default_adcs(p.cols)})
                          for key, p in sweep["best_per_layer"].items()}
     return model, analyze(model, crossbar, per_layer).to_config(), sweep
+
+
+def default_crossbar(model: Any) -> dict:
+    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of DESIGN 3."""
+    pruned_for = model.meta.get("crossbar") or {}
+    values = {name: pruned_for.get(name, default) for name, default in CROSSBAR_DEFAULTS.items()}
+    if pruned_for:
+        note(f"the model was pruned for {values['rows']}×{values['cols']} crossbars ({values['cell_bits']}-bit cells, "
+             f"{values['dac_bits']}-bit DAC): using them where no crossbar option is given")
+    return values
 
 
 def crossbar_config(values: dict) -> Any:

@@ -72,6 +72,7 @@ class ModelSpec:
     notes: list[str] = field(default_factory=list)
     module: Any = None
     input_shape: Optional[tuple[int, ...]] = None
+    meta: dict = field(default_factory=dict)   #: a codesign checkpoint's ``meta`` (method, crossbar, accuracy…)
 
     def layer(self, key: str) -> LayerSpec:
         for spec in self.layers:
@@ -158,7 +159,8 @@ def load_model(path: str | Path | None = None, *, weight_bits: int | None = None
     if module is not None and input_shape is not None:
         _count_positions(module, input_shape, layers)
     info = ModelInfo(path=shown, sha256=sha, format=fmt, arch=arch, per_channel=per_channel)
-    return ModelSpec(layers, info, ignored, notes, module, input_shape)
+    meta = dict(obj.get("meta") or {}) if fmt == "checkpoint" else {}
+    return ModelSpec(layers, info, ignored, notes, module, input_shape, meta)
 
 
 def _read(file: Path, shown: str, trust_pickle: bool) -> tuple[Any, str]:

@@ -126,6 +126,7 @@ def bad_inputs(tmp_path_factory):
     (["--cols", "6"], "cols=6 cannot hold one weight"),
     (["--dac-bits", "9"], "dac_bits=9 exceeds input_bits=8"),
     (["--cell-bits", "5"], "--cell-bits: Input should be less than or equal to 4"),
+    (["--rows", "512", "--cell-bits", "4", "--dac-bits", "4"], "needs 17-bit ADCs, above the 16 bits"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(bad_inputs, args, message):
     done = run("generate", *args, "--out", "result", cwd=bad_inputs)
@@ -135,3 +136,17 @@ def test_bad_input_is_one_line_and_leaves_nothing(bad_inputs, args, message):
     assert "Traceback" not in done.stderr
     assert not (bad_inputs / "result").exists()
     assert not [p for p in bad_inputs.iterdir() if p.name.startswith(".result")]
+
+
+def test_crossbar_defaults_to_the_one_the_model_was_pruned_for(tmp_path, capsys):
+    from codesign.checkpoint import make_checkpoint, save_checkpoint
+
+    path = tmp_path / "pruned.pt"
+    meta = {"method": "magnitude", "crossbar": {"rows": 32, "cols": 48, "cell_bits": 1, "dac_bits": 2}}
+    save_checkpoint(make_checkpoint("digits_cnn", {}, DigitsCNN().state_dict(), weight_bits=8, input_bits=8,
+                                    meta=meta), path)
+    assert main(["analyze", "--json", "--model", str(path), "--cols", "64"]) == 0
+    out, err = capsys.readouterr()
+    assert "the model was pruned for 32×48 crossbars (1-bit cells, 2-bit DAC)" in err
+    assert json.loads(out)["crossbar"] == {"rows": 32, "cols": 64, "cell_bits": 1, "dac_bits": 2,
+                                           "signed": "differential", "adcs": 1}
