@@ -343,10 +343,16 @@ def _periphery_section(status: Optional[dict]) -> dict:
         reason = status["reason"] if status else "synthesis was not requested"
         hint = status["how_to_enable"] if status else "run 'codesign report DIR'"
         return _section(title, [f"Periphery area not measured: {reason}.", f"To enable: {hint}."])
-    rows = [[m["module"], f"{m['transistors']:,}", area(m["area_um2"]), area(m["sequential_area_um2"])]
+    rows = [[m["module"], f"{m['transistors']:,}", area(m["area_um2"]), area(m["sequential_area_um2"]),
+             "?" if m["tiles"] is None else m["tiles"],
+             "?" if m["total_area_um2"] is None else area(m["total_area_um2"])]
             for m in status["modules"]]
-    return _section(title, [f"{status['label']}. Yosys {status['yosys']}, Liberty {status['liberty']}."],
-                    [_table(["module", "transistors (est.)", "area", "of which sequential"], rows)])
+    notes = [f"{status['label']}. Yosys {status['yosys']}, Liberty {status['liberty']}."]
+    if status["total_area_um2"] is not None:
+        notes.append(f"All tiles together: {area(status['total_area_um2'])} of digital periphery (one module "
+                     f"instance per crossbar tile, counted from rtl/manifest.json).")
+    return _section(title, notes, [_table(["module", "transistors (est.)", "area per tile", "of which sequential",
+                                           "tiles", "area, all tiles"], rows)])
 
 
 def _sweep_section(sweep: Optional[dict], plots: bool) -> dict:
@@ -449,7 +455,8 @@ def headline(summary: dict) -> str:
     status = summary["periphery"]
     if status and status["measured"]:
         lines.append("periphery (Yosys, pre-layout): " + ", ".join(
-            f"{m['module']} {m['transistors']:,} transistors {area(m['area_um2'])}" for m in status["modules"]))
+            f"{m['module']} {m['transistors']:,} transistors {area(m['area_um2'])}" for m in status["modules"])
+            + (f"; {area(status['total_area_um2'])} for all tiles" if status["total_area_um2"] is not None else ""))
     else:
         lines.append(f"periphery area not measured: {status['reason'] if status else 'synthesis skipped'}")
     return "\n".join(lines)

@@ -170,7 +170,7 @@ def periphery(rtl_dir: Path) -> dict:
     """
     rtl_dir = Path(rtl_dir)
     status: dict = {"label": LABEL, "liberty": f"templates/{LIBERTY}", "measured": False, "modules": [],
-                    "yosys": None, "reason": None, "how_to_enable": None}
+                    "total_area_um2": None, "yosys": None, "reason": None, "how_to_enable": None}
     if not sorted(rtl_dir.glob("*.v")):
         status["reason"] = f"no Verilog in {rtl_dir.name}/ (the periphery RTL is not in this folder)"
         status["how_to_enable"] = ("run 'codesign generate' with the RTL generator to write rtl/, "
@@ -182,8 +182,24 @@ def periphery(rtl_dir: Path) -> dict:
         status["reason"] = f"Yosys not available: {exc}"
         status["how_to_enable"] = ENABLE_HINT
         return status
-    status.update(measured=True, yosys=results[0].yosys, modules=[r.to_json() for r in results])
+    tiles = _tiles_per_module(rtl_dir)
+    modules = [dict(r.to_json(), tiles=tiles.get(r.module)) for r in results]
+    for module in modules:
+        module["total_area_um2"] = module["area_um2"] * module["tiles"] if module["tiles"] is not None else None
+    total = None if any(m["tiles"] is None for m in modules) else sum(m["total_area_um2"] for m in modules)
+    status.update(measured=True, yosys=results[0].yosys, modules=modules, total_area_um2=total)
     return status
+
+
+def _tiles_per_module(rtl_dir: Path) -> dict[str, int]:
+    """Crossbar tiles served by each module, from ``rtl/manifest.json`` (one module instance per tile)."""
+    path = Path(rtl_dir) / "manifest.json"
+    if not path.is_file():
+        return {}
+    counts: dict[str, int] = {}
+    for layer in json.loads(path.read_text())["layers"]:
+        counts[layer["module"]] = counts.get(layer["module"], 0) + len(layer["tiles"])
+    return counts
 
 
 def compare_to_baseline(measured: dict, baseline: dict) -> list[str]:

@@ -141,3 +141,15 @@ def test_report_without_sweep_says_how_to_get_it(folder):
     summary = write_report(folder)
     assert summary["sweep"] is None
     assert "codesign generate --search" in (folder / "report" / "report.md").read_text()
+
+
+def test_generated_periphery_is_measured_for_every_tile(generated):
+    """The real rtl/ of `generate`: each module synthesized, its area counted once per crossbar tile."""
+    summary = load(generated)
+    status = summary["periphery"]
+    config = json.loads((generated / "hw_config.json").read_text())
+    tiles = sum(len(layer["tiles"]) for layer in config["layers"])
+    assert status["measured"] is True and len(status["modules"]) >= 1
+    assert sum(m["tiles"] for m in status["modules"]) == tiles
+    assert status["total_area_um2"] == pytest.approx(sum(m["area_um2"] * m["tiles"] for m in status["modules"]))
+    assert f"{tiles}" in (generated / "report" / "report.md").read_text()
