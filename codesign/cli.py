@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--inputs", metavar="X.npy", help="integer activations [B, K], 0..2^a-1")
     emulate.add_argument("--out", metavar="Y.npy", help="where to write the int64 outputs [B, N]")
     emulate.add_argument("--data", metavar="SPEC", help="whole-model accuracy on this dataset (e.g. digits)")
-    emulate.add_argument("--split", default="test", choices=("train", "test"),
+    emulate.add_argument("--split", default="test", choices=("train", "val", "test"),
                          help="split to measure on (default test); activation scales come from train")
     emulate.add_argument("--json", action="store_true", help="print the accuracy report as JSON")
     add_nonideal_args(emulate)
@@ -470,9 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--budget", type=float, required=True, metavar="POINTS",
                            help="largest share of search images (percent) whose prediction may change; "
                                 "bounds the accuracy drop in percentage points")
-    calibrate.add_argument("--search-split", default="test", choices=("train", "test"),
-                           help="images the budget is enforced on (default test: the model has memorised "
-                                "its training images, see README); statistics always use train")
+    calibrate.add_argument("--search-split", default="val", choices=("train", "val", "test"),
+                           help="images the budget is enforced on (default val: held out from training, and "
+                                "the test split stays untouched for the reported drop); statistics use train")
     calibrate.add_argument("--out", default="hw_config.json", metavar="FILE",
                            help="calibrated config to write (default hw_config.json)")
     calibrate.add_argument("--force", action="store_true", help="replace an existing --out file")

@@ -4,18 +4,29 @@
 float32 images ``[n, C, H, W]`` with values 0–1 (unsigned, as the crossbar's input DACs expect; no
 mean/std normalisation — models with batch norm absorb it) and int64 labels ``0..classes−1``.
 
+Every dataset has three disjoint splits: ``train`` fits the weights (and supplies activation
+scales and calibration statistics, which read no labels); ``val`` is for choices made by looking
+at accuracy — ``codesign calibrate`` searches its ADC settings on it; ``test`` is kept for the
+accuracy that gets reported, and nothing is tuned on it.
+
 ``digits``
-    scikit-learn's bundled 8×8 digits (real data, offline): ``[n, 1, 8, 8]``, split
-    deterministically into 1437 training and 360 test images.
+    scikit-learn's bundled 8×8 digits (real data, offline): ``[n, 1, 8, 8]``. A seeded permutation
+    of the 1797 images: its last 360 are ``test``, the 360 before them ``val``, the first 1077
+    ``train``.
 ``cifar10:PATH``
     CIFAR-10 in its python-batches format (the folder ``cifar-10-batches-py`` of
-    ``cifar-10-python.tar.gz``, or its parent): ``data_batch_1`` … ``data_batch_5`` are the training
-    split, ``test_batch`` the test split; ``[n, 3, 32, 32]``. The pickles are read with an unpickler
-    that admits only numpy arrays, so a tampered file cannot run code.
+    ``cifar-10-python.tar.gz``, or its parent): ``test_batch`` is ``test``; of ``data_batch_1`` …
+    ``data_batch_5`` in order, the last 5000 images are ``val`` and the other 45 000 ``train``;
+    ``[n, 3, 32, 32]``. The pickles are read with an unpickler that admits only numpy arrays,
+    so a tampered file cannot run code.
 ``imagefolder:PATH`` or ``imagefolder:PATH:SIZE``
-    Your own images, one sub-folder per class (torchvision's ImageFolder layout). If ``PATH`` has
-    ``train/`` and ``test/`` (or ``val/``) sub-folders they are the splits; otherwise each class's
-    files, sorted by name, are split by a seeded permutation into 80 % training and 20 % test.
+    Your own images, one sub-folder per class (torchvision's ImageFolder layout). With ``train/``
+    and ``test/`` sub-folders those are the ``train`` and ``test`` splits, and ``val/`` is ``val``
+    if it exists. With ``train/`` and ``val/`` only (ImageNet's layout, whose ``val/`` is the set
+    everyone reports) ``val/`` is the ``test`` split. Without such sub-folders, each class's files,
+    sorted by name, are split by a seeded permutation into 20 % ``test`` and the rest. Wherever no
+    ``val/`` folder serves, ``val`` is a seeded 10 % of each class of the training files and
+    ``train`` the other 90 %.
     Images are converted to RGB, their shorter side resized to ``SIZE`` (default 32) with bilinear
     filtering, then centre-cropped to ``SIZE × SIZE``: ``[n, 3, SIZE, SIZE]``. Classes are the
     sub-folder names in sorted order.
@@ -30,33 +41,39 @@ import numpy as np
 
 from .errors import CodesignError
 
-DIGITS_TEST = 360
-SPLITS = ("train", "test")
+DIGITS_HELD_OUT = 360            #: Images in each of the digits' val and test splits.
+SPLITS = ("train", "val", "test")
+CIFAR_VAL = 5000                 #: The last images of the training batches that form the val split.
 CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_TEST = "test_batch"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp"}
 IMAGEFOLDER_SIZE = 32
 IMAGEFOLDER_TEST_SHARE = 0.2
+IMAGEFOLDER_VAL_SHARE = 0.1
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise CodesignError(f"split must be 'train', 'val' or 'test', not {split!r}")
 
 
 def digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """The ``train`` or ``test`` split of the 1797 digits (seeded permutation)."""
+    """The ``train``, ``val`` or ``test`` split of the 1797 digits (seeded permutation)."""
     from sklearn.datasets import load_digits
 
+    _check_split(split)
     bunch = load_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
-    chosen = order[-DIGITS_TEST:] if split == "test" else order[:-DIGITS_TEST]
-    if split not in SPLITS:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    cut = len(order) - 2 * DIGITS_HELD_OUT
+    chosen = {"train": order[:cut], "val": order[cut:-DIGITS_HELD_OUT], "test": order[-DIGITS_HELD_OUT:]}[split]
     return images[chosen], labels[chosen]
 
 
 def load_dataset(spec: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of ``split`` ('train' or 'test') of the dataset named by ``spec``."""
-    if split not in SPLITS:
-        raise CodesignError(f"split must be 'train' or 'test', not {split!r}")
+    """Images and labels of ``split`` ('train', 'val' or 'test') of the dataset named by ``spec``."""
+    _check_split(split)
     name, _, argument = spec.partition(":")
     if name == "digits" and not argument:
         return digits(split)
@@ -113,6 +130,12 @@ def cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     parts = [_cifar_batch(path / n) for n in names]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
+    if split != "test":
+        if len(labels) <= CIFAR_VAL:
+            raise CodesignError(f"{path}: the training batches hold {len(labels)} images, but the last {CIFAR_VAL} "
+                                f"form the val split: give all five data_batch files")
+        chosen = slice(-CIFAR_VAL, None) if split == "val" else slice(None, -CIFAR_VAL)
+        data, labels = data[chosen], labels[chosen]
     return (data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0), labels
 
 
@@ -134,29 +157,45 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
             for d in classes}
 
 
-def imagefolder(path: Path, split: str, size: int = IMAGEFOLDER_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """Images of ``path/<class>/…`` (or ``path/{train,test|val}/<class>/…``) as described above."""
-    if not path.is_dir():
-        raise CodesignError(f"image folder not found: {path}")
+def _hold_out(files: list[Path], share: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """A seeded ``share`` of ``files`` (rounded) and the rest, each in the original order."""
+    order = np.random.default_rng(seed).permutation(len(files))
+    cut = len(order) - int(round(share * len(order)))
+    return [files[i] for i in sorted(order[:cut])], [files[i] for i in sorted(order[cut:])]
+
+
+def _imagefolder_splits(path: Path) -> dict[str, dict[str, list[Path]]]:
+    """Files of each class in each split (module docstring)."""
     test_dir = next((path / d for d in ("test", "val") if (path / d).is_dir()), None)
     if (path / "train").is_dir() and test_dir is not None:
-        train = _class_files(path / "train")
-        files = train if split == "train" else _class_files(test_dir)
-        if sorted(files) != sorted(train):
-            raise CodesignError(f"{path}: the class folders of train/ and {test_dir.name}/ differ")
-        classes = sorted(train)
-        chosen = [(f, classes.index(c)) for c in classes for f in files[c]]
+        rest = _class_files(path / "train")
+        folders = {"test": test_dir, "val": path / "val" if test_dir.name == "test" else None}
+        held = {split: _class_files(d) for split, d in folders.items() if d is not None and d.is_dir()}
+        for split, files in held.items():
+            if sorted(files) != sorted(rest):
+                raise CodesignError(f"{path}: the class folders of train/ and {folders[split].name}/ differ")
     else:
-        files = _class_files(path)
-        classes = sorted(files)
-        chosen = []
-        for label, name in enumerate(classes):
-            order = np.random.default_rng(label).permutation(len(files[name]))
-            cut = len(order) - int(round(IMAGEFOLDER_TEST_SHARE * len(order)))
-            picked = order[cut:] if split == "test" else order[:cut]
-            chosen += [(files[name][i], label) for i in sorted(picked)]
+        rest, held = {}, {"test": {}}
+        for label, (name, files) in enumerate(_class_files(path).items()):
+            rest[name], held["test"][name] = _hold_out(files, IMAGEFOLDER_TEST_SHARE, label)
+    if "val" in held:
+        return {"train": rest, **held}
+    train: dict[str, list[Path]] = {}
+    val: dict[str, list[Path]] = {}
+    for label, (name, files) in enumerate(rest.items()):
+        train[name], val[name] = _hold_out(files, IMAGEFOLDER_VAL_SHARE, label)
+    return {"train": train, "val": val, **held}
+
+
+def imagefolder(path: Path, split: str, size: int = IMAGEFOLDER_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Images of ``path/<class>/…`` (or ``path/{train,val,test}/<class>/…``) as described above."""
+    if not path.is_dir():
+        raise CodesignError(f"image folder not found: {path}")
+    files = _imagefolder_splits(path)[split]
+    classes = sorted(files)
     if len(classes) < 2:
         raise CodesignError(f"{path}: needs at least two class sub-folders with images, found {len(classes)}")
+    chosen = [(f, label) for label, name in enumerate(classes) for f in files[name]]
     if not chosen:
         raise CodesignError(f"{path}: no images for the {split} split (extensions: {', '.join(sorted(IMAGE_SUFFIXES))})")
     images = np.stack([_read_image(f, size) for f, _ in chosen])

@@ -163,6 +163,15 @@ def load_model(path: str | Path | None = None, *, weight_bits: int | None = None
     return ModelSpec(layers, info, ignored, notes, module, input_shape, meta)
 
 
+def read_model_file(path: str | Path, trust_pickle: bool = False) -> tuple[Any, str]:
+    """The object a model file holds and its format (``checkpoint``, ``state_dict``, ``torchscript``
+    or ``module``), read as :func:`load_model` reads it; errors name the file."""
+    file = Path(path)
+    if not file.is_file():
+        raise CodesignError(f"model file not found: {path}")
+    return _read(file, str(path), trust_pickle)
+
+
 def _read(file: Path, shown: str, trust_pickle: bool) -> tuple[Any, str]:
     import torch
 

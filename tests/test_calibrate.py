@@ -117,16 +117,35 @@ def small_digits(monkeypatch):
     monkeypatch.setattr(codesign.data, "load_dataset", lambda spec, split="test": tuple(a[:30] for a in real(spec, split)))
 
 
-def test_cli_calibrate_writes_a_config_and_reports(tmp_path, capsys, small_digits):
+def chosen_flip_rate(report):
+    """The flip rate the search measured at the tolerance it chose."""
+    return next(step["flip_rate"] for step in reversed(report["search"]) if step["tau"] == report["tolerance"])
+
+
+def test_cli_calibrate_searches_val_and_reports_test(tmp_path, capsys, small_digits):
     out = tmp_path / "hw.json"
     assert main(["calibrate", "--data", "digits", "--budget", "3", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     config = parse_config(out.read_text())
     assert total_bits(config) == report["bits"]["calibrated"] < report["bits"]["lossless"]
-    assert report["accuracy"]["test"]["searched"] and not report["accuracy"]["train"]["searched"]
-    assert report["accuracy"]["test"]["flip_rate"] <= 3
+    assert report["search_split"] == "val"
+    assert [split for split, row in report["accuracy"].items() if row["searched"]] == ["val"]
+    assert set(report["accuracy"]) == {"train", "val", "test"}
+    assert report["accuracy"]["val"]["flip_rate"] == chosen_flip_rate(report) <= 3
     assert main(["calibrate", "--data", "digits", "--budget", "3", "--out", str(out)]) == 1
     assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_cli_calibrate_search_split_option_and_summary(tmp_path, capsys, small_digits):
+    out = tmp_path / "hw.json"
+    assert main(["calibrate", "--data", "digits", "--budget", "3", "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "search on the val split" in summary and "accuracy drop on the untouched test split" in summary
+    assert main(["calibrate", "--data", "digits", "--budget", "3", "--search-split", "test", "--out", str(out),
+                 "--force", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [split for split, row in report["accuracy"].items() if row["searched"]] == ["test"]
+    assert report["accuracy"]["test"]["flip_rate"] == chosen_flip_rate(report) <= 3
 
 
 def test_cli_calibrate_rejects_a_negative_budget(tmp_path, capsys):

@@ -235,6 +235,13 @@ def test_cli_accuracy_mode_json(capsys, monkeypatch):
     assert set(report["accuracy"]) == {"float", "ideal", "crossbar"}
 
 
+def test_cli_accuracy_on_the_val_split(capsys):
+    code, out, err = run(["emulate", "--data", "digits", "--split", "val", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["split"], report["images"], report["activation_scales_from"]) == ("val", 360, "train")
+
+
 def test_cli_emulate_needs_one_mode(capsys):
     code, _, err = run(["emulate"], capsys)
     assert code == 1 and "--layer NAME" in err and "--data SPEC" in err

@@ -11,7 +11,7 @@ from codesign.analysis import analyze
 from codesign.cli import main
 from codesign.config import CrossbarConfig
 from codesign.errors import CodesignError
-from codesign.ingest import load_model
+from codesign.ingest import load_model, read_model_file
 from codesign.prune import prune, resume, train_dense
 from codesign.prune.core import find_targets
 from codesign.prune.reorder import reorder_inputs
@@ -157,6 +157,22 @@ def test_a_plain_state_dict_needs_its_architecture(dense, tmp_path, capsys):
     assert "pass --arch NAME" in capsys.readouterr().err
     assert main(["prune", "--model", str(plain), "--arch", "digits_cnn", "--method", "magnitude", "--epochs", "1",
                  "--rows", "32", "--cols", "32", "--out", str(tmp_path / "x.pt")]) == 0
+
+
+def test_read_model_file_names_the_format(dense, tmp_path):
+    obj, fmt = read_model_file(dense)
+    assert fmt == "checkpoint" and obj["arch"]["name"] == "digits_cnn"
+    plain = tmp_path / "plain.pt"
+    torch.save(obj["state_dict"], plain)
+    state, fmt = read_model_file(str(plain))
+    assert fmt == "state_dict" and sorted(state) == sorted(obj["state_dict"])
+    whole = tmp_path / "whole.pt"
+    torch.save(nn.Linear(2, 3), whole)
+    with pytest.raises(CodesignError, match="holds pickled Python objects"):
+        read_model_file(whole)
+    assert read_model_file(whole, trust_pickle=True)[1] == "module"
+    with pytest.raises(CodesignError, match="model file not found"):
+        read_model_file(tmp_path / "missing.pt")
 
 
 class WithConv1d(nn.Module):

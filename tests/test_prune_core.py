@@ -9,12 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from codesign.analysis import analyze
+from codesign.config import CrossbarConfig, ModelInfo
+from codesign.cost import estimate
 from codesign.errors import CodesignError
-from codesign.ingest import quantize
+from codesign.ingest import LayerSpec, ModelSpec, quantize
 from codesign.mapping import Geometry, default_tiles
 from codesign.prune.core import Grid, Quantizer, Target, find_targets, keep_top
-from codesign.prune.stats import (adc_energy, column_bits, level_energy, level_histogram, slice_sparsity,
-                                  tile_levels)
+from codesign.prune.stats import level_config, level_histogram, slice_sparsity, tile_levels
 
 
 @settings(max_examples=60, deadline=None)
@@ -106,22 +108,24 @@ def test_tile_levels_follow_dub_bins():
     assert level_histogram({"x": q[None]}, geo) == {"0": 1, "1": 1, "2": 1, "empty": 1}
 
 
-def test_energy_modes_on_a_hand_computed_matrix():
-    geo = Geometry(rows=4, cols=8, cell_bits=2, dac_bits=1, weight_bits=3, input_bits=2)    # S = 1, L = 4
+def test_level_config_is_dub_accounting_on_a_hand_computed_matrix():
+    # 4-row crossbars, 3-bit weights on 2-bit cells (S = 1), 8 physical columns: L = 4 logical
+    # columns per crossbar, uniform ceil(log2(4·3 + 1)) = 4 bits. Matrix 4×5: two tiles side by side.
     q = np.zeros((4, 5), dtype=np.int32)
-    q[:, 0] = 3                                       # column sum 12 → 4 bits (positive column)
-    q[0, 1] = -1                                      # 1 → 1 bit (negative column)
-    bits = column_bits(q, geo)
-    assert bits.tolist() == [[4, 0, 0, 1, 0, 0, 0, 0, 0, 0]]
-    T, positions = 2, 3
-    assert adc_energy(bits, geo, positions, "column") == (16 + 2) * T * positions
-    assert adc_energy(bits, geo, positions, "crossbar") == 8 * 16 * T * positions       # tile 2 is empty
-    assert adc_energy(bits, geo, positions, "uniform") == 10 * 2 ** geo.uniform_bits * T * positions
-    # D.U.B.'s accounting: tile 1 (columns 0–3) has a full column → level 0 at uniform 4 bits; tile 2 is empty
-    assert geo.uniform_bits == 4
-    assert level_energy(q, geo, positions) == 8 * 2 ** 4 * T * positions
-    q[1:, 0] = 0                                      # now 1 of 4 rows → level 2 → 2 bits
-    assert level_energy(q, geo, positions) == 8 * 2 ** 2 * T * positions
+    q[:, 0] = 3                                       # tile 0: a full column → level 0
+    q[0, 1] = -1
+    spec = LayerSpec("x", "linear", 0, q, np.ones(5), 3, 2, positions=3)
+    info = ModelInfo(path="m.pt", sha256="0" * 64, format="state_dict")
+    config = analyze(ModelSpec([spec], info), CrossbarConfig(rows=4, cols=8, cell_bits=2, dac_bits=1)).to_config()
+    assert [tile.adc_bits for tile in config.layers[0].tiles] == [[4, 0, 0, 1, 0, 0, 0, 0], [0, 0]]
+    levels = level_config(config, {"x": q})
+    assert [tile.adc_bits for tile in levels.layers[0].tiles] == [[4] * 8, [0, 0]]    # tile 1 is empty
+    q[1:, 0] = 0                                      # now 1 of 4 rows → level 2 → 4 − 2 bits
+    levels = level_config(config, {"x": q})
+    assert [tile.adc_bits for tile in levels.layers[0].tiles] == [[2] * 8, [0, 0]]
+    # priced by codesign.cost under the 2^N model: 8 columns at 2 bits against 10 at 4 bits
+    assert estimate(levels, models=["walden"]).ratio("walden", "per_column", "uniform") == pytest.approx(
+        10 * 2 ** 4 / (8 * 2 ** 2))
 
 
 def test_slice_sparsity_counts_zero_digits():

@@ -171,12 +171,11 @@ def load_data(spec: str) -> Data:
 
 def load_dense(source: str, arch: Optional[str] = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(architecture, its kwargs, state_dict) of a dense model file."""
-    from ..ingest import _read
+    from ..ingest import read_model_file
 
-    path = Path(source)
-    if not path.is_file():
+    if not Path(source).is_file():
         raise CodesignError(f"model file not found: {source} (or give a zoo architecture: {', '.join(zoo.ARCHS)})")
-    obj, fmt = _read(path, source, trust_pickle=False)
+    obj, fmt = read_model_file(source)
     if fmt == "checkpoint":
         if arch and arch != obj["arch"]["name"]:
             raise CodesignError(f"--arch {arch} contradicts the checkpoint's architecture '{obj['arch']['name']}'")
@@ -225,12 +224,11 @@ def resume_path(out: Path) -> Path:
 
 def read_resume(path: str | Path) -> tuple[Setup, dict[str, Any]]:
     """Setup and snapshot of a resumable checkpoint."""
-    from ..ingest import _read
+    from ..ingest import read_model_file
 
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise CodesignError(f"resume file not found: {path}")
-    obj, fmt = _read(file, str(path), trust_pickle=False)
+    obj, fmt = read_model_file(path)
     resume = obj.get("meta", {}).get("resume") if fmt == "checkpoint" and is_checkpoint(obj) else None
     if not isinstance(resume, dict):
         raise CodesignError(f"{path} is not a resumable checkpoint (Ctrl-C during codesign train/prune writes one)")

@@ -11,7 +11,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..mapping import Geometry, ceil_div, layer_column_sums, lossless_bits
+from ..config import HardwareConfig
+from ..mapping import Geometry, layer_column_sums, lossless_bits
 from .core import Quantizer, Target
 
 
@@ -59,23 +60,22 @@ def slice_sparsity(mats: dict[str, np.ndarray], geometry: Geometry) -> float:
     return zeros / total if total else 0.0
 
 
-def tile_levels(q: np.ndarray, geometry: Geometry) -> list[int | None]:
-    """D.U.B. level of every tile of one matrix ``[K, N]``, row-major (``None`` = empty tile).
+def tile_level(block: np.ndarray) -> int | None:
+    """D.U.B. level of one tile's weights ``[r, n]`` (``None`` = empty tile).
 
     A tile's sparsity is that of its least sparse column, measured against the tile's own rows
     ``r``; level ``k`` holds sparsities in ``[1 − 2^−k, 1 − 2^−(k+1))``, i.e. the densest column has
     at most ``r / 2^k`` and more than ``r / 2^(k+1)`` non-zero weights.
     """
+    densest = int((block != 0).sum(axis=0).max(initial=0))
+    return None if densest == 0 else (len(block) // densest).bit_length() - 1
+
+
+def tile_levels(q: np.ndarray, geometry: Geometry) -> list[int | None]:
+    """:func:`tile_level` of every tile of one matrix ``[K, N]``, row-major."""
     K, N = q.shape
     R, L = geometry.rows, geometry.logical_cols
-    levels: list[int | None] = []
-    for r0 in range(0, K, R):
-        r = min(R, K - r0)
-        nnz = (q[r0:r0 + r] != 0).sum(axis=0)
-        for j0 in range(0, N, L):
-            densest = int(nnz[j0:j0 + L].max())
-            levels.append(None if densest == 0 else (r // densest).bit_length() - 1)
-    return levels
+    return [tile_level(q[r0:r0 + R, j0:j0 + L]) for r0 in range(0, K, R) for j0 in range(0, N, L)]
 
 
 def level_histogram(mats: dict[str, np.ndarray], geometry: Geometry) -> dict[str, int]:
@@ -91,45 +91,15 @@ def level_histogram(mats: dict[str, np.ndarray], geometry: Geometry) -> dict[str
     return hist
 
 
-def adc_energy(bits: np.ndarray, geometry: Geometry, positions: int, mode: str) -> float:
-    """ADC conversion energy of one matrix per inference, in units of one 1-bit conversion,
-    under the 2^N model (a ``b``-bit conversion costs ``2^b``; a skipped column costs nothing).
-
-    ``bits`` is :func:`column_bits` of the matrix. ``mode``: ``"column"`` — every physical column
-    at its own lossless bits; ``"crossbar"`` — every column of a non-empty tile at the tile's
-    largest bits (D.U.B.'s shared-ADC assumption); ``"uniform"`` — every column of every tile at
-    the full resolution ``ceil(log2(R·(2^v−1)·(2^c−1) + 1))`` (the dense baseline).
-    """
-    width = geometry.logical_cols * geometry.phys_per_logical
-    blocks = ceil_div(bits.shape[1], width)
-    padded = np.full((bits.shape[0], blocks * width), -1, dtype=np.int64)
-    padded[:, :bits.shape[1]] = bits
-    tiles = padded.reshape(bits.shape[0], blocks, width)
-    used = tiles >= 0
-    if mode == "column":
-        per_column = np.where(tiles > 0, np.exp2(tiles), 0.0)
-    elif mode == "crossbar":
-        peak = tiles.max(axis=2, keepdims=True)
-        per_column = np.where(used & (peak > 0), np.exp2(peak), 0.0)
-    elif mode == "uniform":
-        per_column = np.where(used, 2.0 ** geometry.uniform_bits, 0.0)
-    else:
-        raise ValueError(f"mode must be 'column', 'crossbar' or 'uniform', not {mode!r}")
-    return float(per_column.sum()) * geometry.input_cycles * positions
-
-
-def level_energy(q: np.ndarray, geometry: Geometry, positions: int) -> float:
-    """ADC energy of one matrix under D.U.B.'s own accounting (2^N model, same units as
-    :func:`adc_energy`): every physical column of a tile at level ``k`` converts at
-    ``uniform bits − k``; empty tiles cost nothing."""
-    K, N = q.shape
-    width = geometry.phys_per_logical
-    levels = iter(tile_levels(q, geometry))
-    total = 0.0
-    for _ in range(0, K, geometry.rows):
-        for j0 in range(0, N, geometry.logical_cols):
-            level = next(levels)
-            if level is not None:
-                columns = min(geometry.logical_cols, N - j0) * width
-                total += columns * 2.0 ** (geometry.uniform_bits - level)
-    return total * geometry.input_cycles * positions
+def level_config(config: HardwareConfig, matrices: dict[str, np.ndarray]) -> HardwareConfig:
+    """D.U.B.'s own ADC accounting as a config that :mod:`codesign.cost` prices as its per-column
+    design: every physical column of a tile at level ``k`` converts at the layer's uniform bits − k
+    (whatever its own weights need), an empty tile at 0. ``matrices`` maps layer keys to ``Q[K, N]``."""
+    levels = config.model_copy(deep=True)
+    for layer in levels.layers:
+        q, uniform = matrices[layer.key], levels.geometry(layer).uniform_bits
+        for tile in layer.tiles:
+            level = tile_level(q[tile.row_start:tile.row_start + tile.row_count,
+                                 tile.col_start:tile.col_start + tile.col_count])
+            tile.adc_bits = [0 if level is None else uniform - level] * len(tile.adc_bits)
+    return levels
