@@ -160,13 +160,14 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
 
 @lru_cache(maxsize=2)
 def load_data(spec: str) -> Data:
-    """Both splits of ``spec`` as tensors (cached: a dense run followed by pruning reads them once)."""
+    """The three splits of ``spec`` as tensors (cached: a dense run followed by pruning reads them once)."""
     from ..data import load_dataset
 
     x_train, y_train = load_dataset(spec, "train")
     x_test, y_test = load_dataset(spec, "test")
-    return Data(torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test),
-                torch.from_numpy(y_test), augment=spec != "digits")
+    x_val, y_val = load_dataset(spec, "val")
+    return Data(*(torch.from_numpy(a) for a in (x_train, y_train, x_test, y_test, x_val, y_val)),
+                augment=spec != "digits")
 
 
 def load_dense(source: str, arch: Optional[str] = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -323,6 +324,7 @@ def export(setup: Setup, run: Run, method: Optional[Method], before: dict[str, f
     meta.update({
         "crossbar": {"rows": setup.rows, "cols": setup.cols, "cell_bits": setup.cell_bits, "dac_bits": setup.dac_bits},
         "accuracy": {"dense_float": before["float"], "dense_quantized": before["quantized"],
+                     # the weights now sit on their integer grids: the float model is the quantized one
                      "pruned_float": pruned_float, "pruned_quantized": run.accuracy(quantize=False)},
         "sparsity": stats.sparsity(mats), "slice_sparsity": stats.slice_sparsity(mats, run.geometry),
         "mean_adc_bits": stats.mean_adc_bits(mats, run.geometry),

@@ -80,12 +80,17 @@ class Phase:
 
 @dataclass
 class Data:
-    """Training and test splits as tensors; ``augment`` adds CIFAR-style random crops and flips."""
+    """Training, validation and test splits as tensors; ``augment`` adds CIFAR-style random crops and flips.
+
+    Training fits on ``train``; the per-epoch log reports ``val``; the checkpoint's accuracies are on ``test``.
+    """
 
     x_train: Tensor
     y_train: Tensor
     x_test: Tensor
     y_test: Tensor
+    x_val: Tensor
+    y_val: Tensor
     augment: bool = False
 
     @property
@@ -144,15 +149,15 @@ class Run:
             t.weight.mul_(self.masks[t.name])
 
     @torch.no_grad()
-    def accuracy(self, quantize: bool = True) -> float:
-        """Test accuracy in percent."""
+    def accuracy(self, quantize: bool = True, split: str = "test") -> float:
+        """Accuracy in percent on the ``test`` (default) or ``val`` split."""
         self.model.eval()
+        images, labels = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
         correct = 0
-        for start in range(0, len(self.data.y_test), EVAL_BATCH):
-            x = self.data.x_test[start:start + EVAL_BATCH]
-            y = self.data.y_test[start:start + EVAL_BATCH]
+        for start in range(0, len(labels), EVAL_BATCH):
+            x, y = images[start:start + EVAL_BATCH], labels[start:start + EVAL_BATCH]
             correct += int((self.forward(x, training=False, quantize=quantize).argmax(1) == y).sum())
-        return 100.0 * correct / len(self.data.y_test)
+        return 100.0 * correct / len(labels)
 
     def measure(self) -> dict[str, float]:
         """Sparsity and mean lossless ADC bits of the integer weights."""
@@ -309,7 +314,7 @@ class Trainer:
         if phase.epoch_end:
             phase.epoch_end(e)
         record = {"phase": phase.name, "epoch": e + 1, "epochs": phase.schedule.epochs, "lr": lr,
-                  "loss": total_loss / len(order), "accuracy": self.run.accuracy(phase.quantize),
+                  "loss": total_loss / len(order), "val_accuracy": self.run.accuracy(phase.quantize, "val"),
                   **self.run.measure(), "seconds": time.perf_counter() - started}
         self.history.append(record)
         tqdm.write(format_record(self.label, record), file=sys.stderr)
@@ -320,5 +325,5 @@ class Trainer:
 def format_record(label: str, record: dict[str, Any]) -> str:
     """The per-epoch log line."""
     return (f"codesign: {label} {record['phase']} {record['epoch']}/{record['epochs']}  "
-            f"loss {record['loss']:.4f}  acc {record['accuracy']:.2f}%  sparsity {100 * record['sparsity']:.1f}%  "
+            f"loss {record['loss']:.4f}  val acc {record['val_accuracy']:.2f}%  sparsity {100 * record['sparsity']:.1f}%  "
             f"adc {record['adc_bits']:.2f} b  lr {record['lr']:.2g}  ({record['seconds']:.1f} s)")
