@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--mode", choices=("fast", "python"), default="fast",
                           help="fast: comparators answered inside the simulator from preloaded column values "
                                "(default); python: answered by the cocotb testbench every cycle (slower)")
-    simulate.add_argument("--waves", action="store_true", help="write DIR/sim/waves/<layer>_tile_NNN.fst")
+    simulate.add_argument("--waves", action="store_true", help="write waveforms: DIR/sim/waves/<module>.fst (Icarus) or .vcd (Verilator)")
     simulate.add_argument("--model", metavar="FILE",
                           help="the model file (default: the one named in DIR/hw_config.json, checked by sha256)")
     simulate.add_argument("--seed", type=int, default=0, help="seed of the input draw and back-pressure (default 0)")

@@ -210,23 +210,29 @@ def layer_inputs(model: Any, config: HardwareConfig, vectors: int,
                  rng: np.random.Generator) -> tuple[dict[str, np.ndarray], str]:
     """``vectors`` input vectors ``x[B, K]`` per layer and where they came from.
 
-    Real inputs when the model's architecture is known and takes the digits images: each layer's
-    integer inputs (:mod:`codesign.emulate`, ideal integer mode) while the model classifies
-    ``vectors`` random digits test images, ``vectors`` rows drawn from them at random. Otherwise
-    uniform random ``a``-bit integers.
+    Vector 0 is the corner case: every input at its maximum ``2^a − 1``, so every column reaches
+    its largest value (where a reduced resolution clips). The others are real inputs when the
+    model's architecture is known and takes the digits images: each layer's integer inputs
+    (:mod:`codesign.emulate`, ideal integer mode) while the model classifies random digits test
+    images, drawn at random among them; otherwise uniform random ``a``-bit integers.
     """
     from .data import digits
     from .emulate import calibrate_inputs, emulated_module, float_module, predict
+
+    def with_corner(drawn: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for layer in config.layers:
+            drawn[layer.key][0] = (1 << layer.input_bits) - 1
+        return drawn
 
     random = {layer.key: rng.integers(0, 1 << layer.input_bits, size=(vectors, layer.matrix.rows))
               for layer in config.layers}
     try:
         float_module(model)
     except CodesignError:
-        return random, "random (the model file has no architecture)"
+        return with_corner(random), "vector 0 at the maximum, the others random (the model file has no architecture)"
     images, _ = digits("test")
     if model.input_shape is not None and tuple(images.shape[1:]) != tuple(model.input_shape):
-        return random, "random (the model does not take the bundled digits images)"
+        return with_corner(random), "vector 0 at the maximum, the others random (the model does not take the digits images)"
     seen: dict[str, list[np.ndarray]] = {}
     quant = calibrate_inputs(model, digits("train")[0])
     module = emulated_module(model, quant, "ideal", observer=lambda key, u: seen.setdefault(key, []).append(u))
@@ -235,7 +241,7 @@ def layer_inputs(model: Any, config: HardwareConfig, vectors: int,
     for layer in config.layers:
         rows = np.concatenate(seen[layer.key])
         inputs[layer.key] = rows[rng.choice(len(rows), size=vectors, replace=len(rows) < vectors)]
-    return inputs, "digits test images (each layer's real integer inputs)"
+    return with_corner(inputs), "vector 0 at the maximum, the others real layer inputs from digits test images"
 
 
 @dataclass
@@ -308,15 +314,15 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     """Simulate the selected tiles of the folder ``root``; write and return ``root/sim/results.json``.
 
     ``vectors`` input vectors per tile (default :data:`DEFAULT_VECTORS`); ``tiles`` as
-    :func:`select_tiles`; ``waves`` writes ``root/sim/waves/<module>.fst`` (each tile from its
-    ``first_cycle`` in results.json); ``mode`` as
+    :func:`select_tiles`; ``waves`` writes ``root/sim/waves/<module>.fst`` (Icarus) or ``.vcd``
+    (Verilator), each tile from its ``first_cycle`` in results.json; ``mode`` as
     :data:`codesign.sim.runner.MODES`; ``model_path`` overrides the model named in hw_config.json.
     Raises :class:`CodesignError` for a folder that is not a generate output, drift between its
     files, a missing simulator or a failed build. Mismatches do not raise: ``results["passed"]``.
     """
     from tqdm import tqdm
 
-    from .sim.runner import MODES, SIMULATORS, build, run_tiles, simulator_tool
+    from .sim.runner import MODES, SIMULATORS, WAVES_SUFFIX, build, run_tiles, simulator_tool
 
     if simulator not in SIMULATORS:
         raise CodesignError(f"--sim {simulator}: choose one of {', '.join(SIMULATORS)}")
@@ -341,16 +347,16 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     for case in cases:
         by_module.setdefault(case.module, []).append(case)
     builds, runs, failures = [], {}, []
+    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in by_module} if waves else {}
     start = time.perf_counter()
     with tqdm(total=len(cases), desc="simulate", unit="tile", disable=not progress, leave=False) as bar:
         for name, group in by_module.items():
             module = folder.module(name)
             log(f"building {name} with {simulator} {tool.version}")
             built = build(simulator, folder.root / "rtl" / module["verilog"], folder.root / "rtl" / module["ports"],
-                          out / "build" / f"{name}-{simulator}{'-waves' if waves else ''}", waves=waves)
+                          out / "build", waves=waves)
             tile_runs, stats = run_tiles(built, [case.job for case in group], out / "work" / name, mode,
-                                         out / "waves" / f"{name}.fst" if waves else None,
-                                         done=lambda _: bar.update())
+                                         waves_files.get(name), done=lambda _: bar.update())
             runs.update({case.ref: run for case, run in zip(group, tile_runs)})
             if stats.failure:
                 failures.append(stats.failure)
@@ -365,6 +371,8 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
         records.append({"layer": case.ref.layer, "tile": case.ref.index, "module": case.module,
                         "cfg_file": case.cfg_file, "vectors": len(case.expected), "outputs": int(case.expected.size),
                         "cycles_per_vector": case.reported_cycles, "first_cycle": run.start,
+                        "back_pressure": {"idle_input_cycles": int(case.job.gaps.sum()),
+                                          "stalled_output_cycles": int(case.job.stalls.sum())},
                         "simulated_cycles": run.cycles, "seconds": round(run.seconds, 3),
                         "mismatches": len(wrong), "errors": errors, "passed": not wrong and not errors})
     results = {
@@ -377,8 +385,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
         "mismatch_count": len(mismatches),
         "mismatches": mismatches[:LISTED_MISMATCHES],
         "passed": not failures and all(r["passed"] for r in records),
-        **({"waves": [str((out / "waves" / f"{name}.fst").relative_to(folder.root)) for name in by_module]}
-           if waves else {}),
+        **({"waves": [str(path.relative_to(folder.root)) for path in waves_files.values()]} if waves else {}),
     }
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".results.json.tmp"

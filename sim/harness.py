@@ -18,7 +18,7 @@ tiles one after the other as *segments*; each starts with ``reload`` high during
 * **comparators, Python mode**: with an empty ``y_path`` the top-level ``adc__<g>__cmp`` inputs
   are passed through, and the testbench answers them itself every cycle.
 * **waveforms** (Icarus): the plusarg ``+codesign_waves=FILE`` dumps the whole harness (FST with
-  ``vvp -fst``); Verilator writes them through its own ``--trace-fst`` build instead.
+  ``vvp -fst``); Verilator writes VCD through a ``--trace`` build instead.
 
 Every module port name, width and parameter comes from its ``<module>.json`` (:class:`PortMap`).
 """
@@ -53,7 +53,9 @@ def harness_verilog(module: str, ports: PortMap) -> str:
     index_width = (vectors * T * C - 1).bit_length()
     cmp_wires = {f"adc__{g}__cmp": f"dut_cmp_{g}" for g in range(ports.adcs)}
     config_ports = {"config__addr", "config__data", "config__en"}
-    passed = [port for name, port in ports.ports.items() if name not in config_ports]
+    # A zero-width port (input_cycle when T = 1) stays unconnected: Yosys declares it [-1:0].
+    passed = [port for name, port in ports.ports.items() if name not in config_ports and port["width"]]
+    cycle_term = f"input_cycle * {index_width}'d{C} + " if ports.width("input_cycle") else ""
     top = harness_name(module)
 
     def declaration(port: dict) -> str:
@@ -114,9 +116,10 @@ def harness_verilog(module: str, ports: PortMap) -> str:
     ]
     for g in range(ports.adcs):
         lines += [
-            f"  wire [{index_width - 1}:0] index_{g} = base + input_cycle * {index_width}'d{C} + adc__{g}__column;",
+            f"  wire [{index_width - 1}:0] index_{g} = base + {cycle_term}adc__{g}__column;",
             f"  wire dut_cmp_{g} = table_mode ? adc__{g}__step && ytab[index_{g}] >= adc__{g}__ref : adc__{g}__cmp;",
         ]
-    connections = [f".{name}({cmp_wires.get(name, name)})" for name in ["clk", "rst", *ports.ports]]
+    connections = [f".{name}({cmp_wires.get(name, name) if width else ''})"
+                   for name, width in [("clk", 1), ("rst", 1), *((n, port["width"]) for n, port in ports.ports.items())]]
     lines += ["", f"  {module} dut (", "    " + ",\n    ".join(connections), "  );", "endmodule", ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ SIMULATORS = ("icarus", "verilator")
 MODES = ("fast", "python")
 TIMESCALE = ("1ns", "1ps")
 TEST_MODULE = "codesign.sim.tile_test"
+#: Waveform format of each simulator.
+WAVES_SUFFIX = {"icarus": ".fst", "verilator": ".vcd"}
 #: Icarus must compile the Verilog-2005 way: cocotb's runner passes -g2012, under which Icarus
 #: skips the time-0 event of declaration initializers that Yosys's Verilog relies on to evaluate
 #: its combinational blocks (outputs such as i_stream__ready would stay X until an input changes).
@@ -92,33 +95,37 @@ class Build:
         return harness_name(self.module)
 
 
-def _log_tail(path: Path, lines: int = 12) -> str:
+def _log_excerpt(path: Path, lines: int = 4) -> str:
+    """The first error lines of a log (else its last lines), joined into one line."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        text = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return "(no log)"
-    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+        return f"no log at {path}"
+    errors = [line for line in text if re.search(r"error|fatal", line, re.I)]
+    return " | ".join(errors[:lines] if errors else text[-lines:]) + f" (log {path})"
 
 
-def build(simulator: str, verilog: Path, ports_file: Path, directory: Path, waves: bool = False) -> Build:
-    """Compile ``verilog`` (a generated tile module) with its harness in ``directory``;
-    ``waves``: a Verilator build that can trace (Icarus builds always can).
+def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bool = False) -> Build:
+    """Compile ``verilog`` (a generated tile module) with its harness in ``root/<module>-<simulator>``
+    (``-waves`` appended for a Verilator build that can trace; Icarus builds always can).
 
-    Reuses an earlier build in ``directory`` when the sources, simulator version and options are
+    Reuses an earlier build in that directory when the sources, simulator version and options are
     the same. Raises :class:`~codesign.errors.CodesignError` if the simulator is missing or the
-    build fails (with the end of its log).
+    build fails (with its first error lines).
     """
     from cocotb_tools.runner import get_runner
 
     tool = simulator_tool(simulator)
     ports = PortMap.load(ports_file)
     module = verilog.stem
+    # Icarus dumps through the harness (+codesign_waves) with any build; Verilator needs a tracing
+    # build (VCD: its FST writer needs the lz4 headers, which are not a given).
+    waves = waves and simulator == "verilator"
+    directory = root / f"{module}-{simulator}{'-waves' if waves else ''}"
     directory.mkdir(parents=True, exist_ok=True)
     harness = directory / f"{harness_name(module)}.v"
     harness.write_text(harness_verilog(module, ports))
-    # Icarus dumps through the harness (+codesign_waves) with any build; Verilator needs a tracing build.
-    waves = waves and simulator == "verilator"
-    args = VERILATOR_ARGS + (["--trace-fst"] if waves else []) if simulator == "verilator" else ICARUS_ARGS
+    args = VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS
     digest = hashlib.sha256()
     for part in (verilog.read_bytes(), harness.read_bytes(), f"{simulator} {tool.version} {args} {waves}".encode()):
         digest.update(hashlib.sha256(part).digest())
@@ -135,7 +142,7 @@ def build(simulator: str, verilog: Path, ports_file: Path, directory: Path, wave
                                         build_dir=directory / "build", build_args=args, timescale=TIMESCALE,
                                         waves=waves, always=True, clean=True, log_file=log)
     except (SystemExit, RuntimeError) as exc:
-        raise CodesignError(f"{simulator} could not build {verilog.name} ({exc}): {_log_tail(log)}") from None
+        raise CodesignError(f"{simulator} could not build {verilog.name}: {_log_excerpt(log)}") from None
     result.seconds = time.perf_counter() - start
     stamp.write_text(digest.hexdigest())
     return result
@@ -203,8 +210,8 @@ def run_tiles(build: Build, jobs: list[TileJob], workdir: Path, mode: str = "fas
 
     Each job becomes one segment, or several in fast mode when it has more vectors than the
     column-value table holds (:func:`~codesign.sim.harness.table_vectors`). ``done(i)`` is called
-    as job ``i`` finishes. The run's files and log stay in ``workdir``; ``waves`` names the FST
-    file to write (the build must have waves).
+    as job ``i`` finishes. The run's files and log stay in ``workdir``; ``waves`` names the
+    waveform file to write (suffix :data:`WAVES_SUFFIX`; the build must have waves).
     """
     if mode not in MODES:
         raise CodesignError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
@@ -303,4 +310,4 @@ def _simulate(build: Build, workdir: Path, waves: Path | None, poll: Callable[[]
         failed = get_results(xml)[1]
     except RuntimeError:
         failed = 1
-    return f"the simulation failed (log {log}): {_log_tail(log, 6)}" if failed else None
+    return f"the simulation failed: {_log_excerpt(log)}" if failed else None
