@@ -94,62 +94,67 @@ def read_mem(path: Path) -> list[int]:
     return words
 
 
-def _drift(where: str, problem: str) -> CodesignError:
+def _drift(root: Path, where: str, problem: str) -> CodesignError:
     return CodesignError(f"hw_config.json no longer matches the generated files: {where}: {problem}; regenerate "
-                         f"the folder from the config ('codesign generate --config hw_config.json --out DIR --force') "
-                         f"or restore the edited file")
+                         f"the folder from the config ('codesign generate --config {root}/hw_config.json --out {root} "
+                         f"--force', with the --model it was made from) or restore the edited file")
 
 
 def check_folder(folder: Folder) -> None:
-    """Refuse a folder whose ``hw_config.json`` differs from its ``rtl/`` or ``params/``: modules,
+    """Refuse a folder whose ``hw_config.json`` differs from its ``rtl/`` or ``params/``: modules and
     their parameters, layers, tiles, every column's ``(b, k)`` and the reported cycles."""
-    from .params import WORD, tile_words
-    from .rtl import module_groups, tile_cycles
+    from .rtl import module_groups
     from .sim.ports import PortMap
 
     config, root = folder.config, folder.root
-    groups = module_groups(config)
     modules = {m["name"]: m for m in folder.manifest["modules"]}
-    for group in groups:
+    layers = {entry["name"]: entry for entry in folder.manifest["layers"]}
+    if sorted(layers) != sorted(layer.key for layer in config.layers):
+        raise _drift(root, "layers", f"hw_config.json has {', '.join(layer.key for layer in config.layers)}; "
+                                     f"rtl/manifest.json has {', '.join(layers)}")
+    for group in module_groups(config):
         module = modules.get(group.name)
         if module is None:
-            raise _drift(f"layer '{group.layers[0].key}'", f"needs the module {group.name}, which rtl/ lacks")
-        ports = PortMap.load(root / "rtl" / module["ports"])
+            raise _drift(root, f"layer '{group.layers[0].key}'", f"needs the module {group.name}, which rtl/ lacks")
         g = group.params.geometry
         wanted = {"rows": g.rows, "cols": g.cols, "cell_bits": g.cell_bits, "dac_bits": g.dac_bits,
                   "weight_bits": g.weight_bits, "input_bits": g.input_bits, "adcs": g.adcs,
                   "bmax": group.params.bmax, "chain": group.params.chain}
+        found = PortMap.load(root / "rtl" / module["ports"]).parameters
         for name, value in wanted.items():
-            if ports.parameters.get(name) != value:
-                raise _drift(f"module {group.name}", f"hw_config.json implies {name} {value}, "
-                                                     f"rtl/{module['ports']} has {ports.parameters.get(name)}")
-    layers = {entry["name"]: entry for entry in folder.manifest["layers"]}
-    if list(layers) != [layer.key for layer in config.layers]:
-        raise _drift("layers", f"hw_config.json has {[l.key for l in config.layers]}, rtl/manifest.json {list(layers)}")
-    for group in groups:
+            if found.get(name) != value:
+                raise _drift(root, f"module {group.name}",
+                             f"hw_config.json implies {name} {value}, rtl/{module['ports']} has {found.get(name)}")
         for layer in group.layers:
             entry = layers[layer.key]
             if entry["module"] != group.name:
-                raise _drift(f"layer '{layer.key}'", f"needs module {group.name}, rtl/manifest.json says {entry['module']}")
+                raise _drift(root, f"layer '{layer.key}'",
+                             f"needs module {group.name}, rtl/manifest.json says {entry['module']}")
             if len(entry["tiles"]) != len(layer.tiles):
-                raise _drift(f"layer '{layer.key}'", f"{len(layer.tiles)} tiles in hw_config.json, "
-                                                     f"{len(entry['tiles'])} in rtl/manifest.json")
-            geometry = config.geometry(layer)
+                raise _drift(root, f"layer '{layer.key}'", f"{len(layer.tiles)} tiles in hw_config.json, "
+                                                           f"{len(entry['tiles'])} in rtl/manifest.json")
             for index, (tile, generated) in enumerate(zip(layer.tiles, entry["tiles"])):
-                where = f"layer '{layer.key}' tile {index}"
-                words = read_mem(root / generated["cfg_file"])
-                for p, (want, have) in enumerate(zip(tile_words(tile, geometry), words + [None] * geometry.cols)):
-                    if want != have:
-                        found = "nothing" if have is None else "b={} k={}".format(*WORD.unpack(have))
-                        raise _drift(f"{where} physical column {p}",
-                                     "b={} k={} in hw_config.json, {} in {}".format(*WORD.unpack(want), found,
-                                                                                    generated["cfg_file"]))
-                if len(words) > geometry.cols:
-                    raise _drift(where, f"{generated['cfg_file']} has {len(words)} words for {geometry.cols} columns")
-                cycles = tile_cycles(group.params, tile.adc_bits)["cycles"]
-                if generated["cycles"] != cycles:
-                    raise _drift(where, f"{cycles} cycles per vector from hw_config.json, "
-                                        f"rtl/manifest.json reports {generated['cycles']}")
+                _check_tile(root, f"layer '{layer.key}' tile {index}", config.geometry(layer), group.params, tile,
+                            generated)
+
+
+def _check_tile(root: Path, where: str, geometry: Any, params: Any, tile: Any, generated: dict) -> None:
+    """One tile: its ``.mem`` words against its ``(b, k)`` in the config, and its reported cycles."""
+    from .params import WORD, tile_words
+    from .rtl import tile_cycles
+
+    mem = generated["cfg_file"]
+    words = read_mem(root / mem)
+    if len(words) != geometry.cols:
+        raise _drift(root, where, f"{mem} has {len(words)} words for {geometry.cols} physical columns")
+    for p, (want, have) in enumerate(zip(tile_words(tile, geometry), words)):
+        if want != have:
+            raise _drift(root, f"{where} physical column {p}", "b={} k={} in hw_config.json, b={} k={} in {}".format(
+                *WORD.unpack(want), *WORD.unpack(have), mem))
+    cycles = tile_cycles(params, tile.adc_bits)["cycles"]
+    if generated["cycles"] != cycles:
+        raise _drift(root, where, f"{cycles} cycles per vector from hw_config.json, rtl/manifest.json reports "
+                                  f"{generated['cycles']}")
 
 
 def select_tiles(folder: Folder, specs: Optional[list[str]]) -> list[TileRef]:
@@ -162,10 +167,10 @@ def select_tiles(folder: Folder, specs: Optional[list[str]]) -> list[TileRef]:
     chosen: set[TileRef] = set()
     for spec in (part.strip() for item in specs for part in item.split(",") if part.strip()):
         name, _, indices = spec.rpartition(":") if re.search(r":\d+(-\d+)?$", spec) else (spec, "", "")
-        layer = next((l for l in config.layers if name in (l.key, l.name)), None)
+        layer = next((candidate for candidate in config.layers if name in (candidate.key, candidate.name)), None)
         if layer is None:
             raise CodesignError(f"--tiles {spec}: no layer '{name}'; layers are: "
-                                f"{', '.join(l.key for l in config.layers)}")
+                                f"{', '.join(candidate.key for candidate in config.layers)}")
         count = len(layer.tiles)
         first, _, last = indices.partition("-")
         span = range(count) if not indices else range(int(first), int(last or first) + 1)
@@ -232,7 +237,8 @@ def layer_inputs(model: Any, config: HardwareConfig, vectors: int,
         return with_corner(random), "vector 0 at the maximum, the others random (the model file has no architecture)"
     images, _ = digits("test")
     if model.input_shape is not None and tuple(images.shape[1:]) != tuple(model.input_shape):
-        return with_corner(random), "vector 0 at the maximum, the others random (the model does not take the digits images)"
+        return with_corner(random), ("vector 0 at the maximum, the others random (the model does not take the "
+                                     "digits images)")
     seen: dict[str, list[np.ndarray]] = {}
     quant = calibrate_inputs(model, digits("train")[0])
     module = emulated_module(model, quant, "ideal", observer=lambda key, u: seen.setdefault(key, []).append(u))
@@ -298,13 +304,54 @@ def compare(case: TileCase, run: Any) -> tuple[list[dict], list[str]]:
         for j, (w, g) in enumerate(zip(want, run.results[b])):
             if w != g:
                 mismatches.append({"layer": case.ref.layer, "tile": case.ref.index, "vector": b,
-                                   "column": case.col_start + j if j < case.col_count else f"unused {j}",
-                                   "expected": w, "got": g})
+                                   "column": case.col_start + j if j < case.col_count else None,
+                                   "tile_column": j, "expected": w, "got": g})
     for b, latency in enumerate(run.latency):
         if latency + CYCLES_AFTER_VALID != case.reported_cycles:
             errors.append(f"vector {b}: {latency + CYCLES_AFTER_VALID} cycles, rtl/manifest.json reports "
                           f"{case.reported_cycles}")
     return mismatches, errors
+
+
+def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, waves: bool, progress: bool,
+              log: Callable[[str], None]) -> tuple[dict[TileRef, Any], list[dict], list[str], dict[str, Path]]:
+    """Build each module once and run its tiles in one simulator run. Returns the tiles' runs, one
+    record per build, failures of whole runs, and the waveform file of each module (with ``waves``)."""
+    from tqdm import tqdm
+
+    from .sim.runner import WAVES_SUFFIX, build, run_tiles
+
+    out = folder.root / "sim"
+    by_module: dict[str, list[TileCase]] = {}
+    for case in cases:
+        by_module.setdefault(case.module, []).append(case)
+    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in by_module} if waves else {}
+    runs, builds, failures = {}, [], []
+    with tqdm(total=len(cases), desc="simulate", unit="tile", disable=not progress, leave=False) as bar:
+        for name, group in by_module.items():
+            module = folder.module(name)
+            log(f"building {name} with {simulator}")
+            built = build(simulator, folder.root / "rtl" / module["verilog"], folder.root / "rtl" / module["ports"],
+                          out / "build", waves=waves)
+            tile_runs, stats = run_tiles(built, [case.job for case in group], out / "work" / name, mode,
+                                         waves_files.get(name), done=lambda _: bar.update())
+            runs.update({case.ref: run for case, run in zip(group, tile_runs)})
+            failures += [stats.failure] if stats.failure else []
+            builds.append({"module": name, "build_seconds": round(built.seconds, 3), "build_reused": built.seconds == 0,
+                           "directory": str(built.directory.relative_to(folder.root)),
+                           "run_seconds": round(stats.seconds, 3), "startup_seconds": round(stats.overhead, 3)})
+    return runs, builds, failures, waves_files
+
+
+def tile_record(case: TileCase, run: Any, mismatches: int, errors: list[str]) -> dict:
+    """A tile's entry in results.json."""
+    return {"layer": case.ref.layer, "tile": case.ref.index, "module": case.module, "cfg_file": case.cfg_file,
+            "vectors": len(case.expected), "outputs": int(case.expected.size),
+            "cycles_per_vector": case.reported_cycles, "first_cycle": run.start,
+            "back_pressure": {"idle_input_cycles": int(case.job.gaps.sum()),
+                              "stalled_output_cycles": int(case.job.stalls.sum())},
+            "simulated_cycles": run.cycles, "seconds": round(run.seconds, 3),
+            "mismatches": mismatches, "errors": errors, "passed": not mismatches and not errors}
 
 
 def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int] = None,
@@ -320,9 +367,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     Raises :class:`CodesignError` for a folder that is not a generate output, drift between its
     files, a missing simulator or a failed build. Mismatches do not raise: ``results["passed"]``.
     """
-    from tqdm import tqdm
-
-    from .sim.runner import MODES, SIMULATORS, WAVES_SUFFIX, build, run_tiles, simulator_tool
+    from .sim.runner import MODES, SIMULATORS, simulator_tool
 
     if simulator not in SIMULATORS:
         raise CodesignError(f"--sim {simulator}: choose one of {', '.join(SIMULATORS)}")
@@ -343,38 +388,13 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     inputs, source = layer_inputs(model, folder.config, vectors, rng)
     shutil.rmtree(out / "work", ignore_errors=True)
     cases = [tile_case(folder, model, ref, inputs[ref.layer], rng) for ref in refs]
-    by_module: dict[str, list[TileCase]] = {}
-    for case in cases:
-        by_module.setdefault(case.module, []).append(case)
-    builds, runs, failures = [], {}, []
-    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in by_module} if waves else {}
     start = time.perf_counter()
-    with tqdm(total=len(cases), desc="simulate", unit="tile", disable=not progress, leave=False) as bar:
-        for name, group in by_module.items():
-            module = folder.module(name)
-            log(f"building {name} with {simulator} {tool.version}")
-            built = build(simulator, folder.root / "rtl" / module["verilog"], folder.root / "rtl" / module["ports"],
-                          out / "build", waves=waves)
-            tile_runs, stats = run_tiles(built, [case.job for case in group], out / "work" / name, mode,
-                                         waves_files.get(name), done=lambda _: bar.update())
-            runs.update({case.ref: run for case, run in zip(group, tile_runs)})
-            if stats.failure:
-                failures.append(stats.failure)
-            builds.append({"module": name, "build_seconds": round(built.seconds, 3), "build_reused": built.seconds == 0,
-                           "directory": str(built.directory.relative_to(folder.root)),
-                           "run_seconds": round(stats.seconds, 3), "startup_seconds": round(stats.overhead, 3)})
+    runs, builds, failures, waves_files = run_cases(folder, cases, simulator, mode, waves, progress, log)
     records, mismatches = [], []
     for case in cases:
-        run = runs[case.ref]
-        wrong, errors = compare(case, run)
+        wrong, errors = compare(case, runs[case.ref])
         mismatches += wrong
-        records.append({"layer": case.ref.layer, "tile": case.ref.index, "module": case.module,
-                        "cfg_file": case.cfg_file, "vectors": len(case.expected), "outputs": int(case.expected.size),
-                        "cycles_per_vector": case.reported_cycles, "first_cycle": run.start,
-                        "back_pressure": {"idle_input_cycles": int(case.job.gaps.sum()),
-                                          "stalled_output_cycles": int(case.job.stalls.sum())},
-                        "simulated_cycles": run.cycles, "seconds": round(run.seconds, 3),
-                        "mismatches": len(wrong), "errors": errors, "passed": not wrong and not errors})
+        records.append(tile_record(case, runs[case.ref], len(wrong), errors))
     results = {
         "schema": SCHEMA, "simulator": {"name": simulator, "version": tool.version}, "mode": mode,
         "vectors": vectors, "seed": seed, "inputs": source, "model": model.info.model_dump(),
@@ -398,7 +418,8 @@ def format_results(results: dict, limit: int = 50) -> str:
     """One line per mismatch or error (at most ``limit``), then a verdict line."""
     lines = []
     for m in results["mismatches"]:
-        lines.append(f"layer {m['layer']} tile {m['tile']} vector {m['vector']} column {m['column']}: "
+        column = f"column {m['column']}" if m["column"] is not None else f"unused tile column {m['tile_column']}"
+        lines.append(f"layer {m['layer']} tile {m['tile']} vector {m['vector']} {column}: "
                      f"expected {m['expected']}, got {m['got']}")
     for record in results["tiles"]:
         lines += [f"layer {record['layer']} tile {record['tile']}: {error}" for error in record["errors"]]

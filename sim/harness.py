@@ -119,7 +119,7 @@ def harness_verilog(module: str, ports: PortMap) -> str:
             f"  wire [{index_width - 1}:0] index_{g} = base + {cycle_term}adc__{g}__column;",
             f"  wire dut_cmp_{g} = table_mode ? adc__{g}__step && ytab[index_{g}] >= adc__{g}__ref : adc__{g}__cmp;",
         ]
-    connections = [f".{name}({cmp_wires.get(name, name) if width else ''})"
-                   for name, width in [("clk", 1), ("rst", 1), *((n, port["width"]) for n, port in ports.ports.items())]]
+    widths = {"clk": 1, "rst": 1, **{name: port["width"] for name, port in ports.ports.items()}}
+    connections = [f".{name}({cmp_wires.get(name, name) if width else ''})" for name, width in widths.items()]
     lines += ["", f"  {module} dut (", "    " + ",\n    ".join(connections), "  );", "endmodule", ""]
     return "\n".join(lines)

@@ -64,7 +64,8 @@ class PortMap:
         try:
             annotation = interface["annotations"][ANNOTATION]
         except KeyError:
-            raise ValueError(f"the port description has no {ANNOTATION} annotation: not a codesign tile module") from None
+            raise ValueError(f"the port description has no {ANNOTATION} annotation: "
+                             f"not a codesign tile module") from None
         self.ports: dict[str, dict] = {port["name"]: port for port in flatten_ports(interface["members"])}
         self.parameters: dict[str, int] = dict(annotation["parameters"])
         self.fields: dict[str, dict[str, Field]] = {

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -77,7 +78,7 @@ class Build:
     """A compiled harness of one module on one simulator."""
 
     simulator: str
-    version: str
+    tool: tools.Tool
     module: str
     directory: Path
     ports_file: Path
@@ -116,6 +117,11 @@ def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bo
     from cocotb_tools.runner import get_runner
 
     tool = simulator_tool(simulator)
+    if simulator == "verilator":
+        missing = [name for name in ("c++", "make", "perl") if shutil.which(name) is None]
+        if missing:
+            raise CodesignError(f"Verilator builds a C++ model, which needs {', '.join(missing)} (not found): on "
+                                f"Debian/Ubuntu run 'apt-get install g++ make perl', or use --sim icarus")
     ports = PortMap.load(ports_file)
     module = verilog.stem
     # Icarus dumps through the harness (+codesign_waves) with any build; Verilator needs a tracing
@@ -130,7 +136,7 @@ def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bo
     for part in (verilog.read_bytes(), harness.read_bytes(), f"{simulator} {tool.version} {args} {waves}".encode()):
         digest.update(hashlib.sha256(part).digest())
     stamp = directory / "stamp"
-    result = Build(simulator, tool.version, module, directory, ports_file, ports, 0.0, waves)
+    result = Build(simulator, tool, module, directory, ports_file, ports, 0.0, waves)
     if stamp.exists() and stamp.read_text() == digest.hexdigest():
         return result
     stamp.unlink(missing_ok=True)
@@ -141,7 +147,7 @@ def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bo
             get_runner(simulator).build(sources=[verilog.absolute(), harness.absolute()], hdl_toplevel=result.top,
                                         build_dir=directory / "build", build_args=args, timescale=TIMESCALE,
                                         waves=waves, always=True, clean=True, log_file=log)
-    except (SystemExit, RuntimeError) as exc:
+    except (SystemExit, RuntimeError):
         raise CodesignError(f"{simulator} could not build {verilog.name}: {_log_excerpt(log)}") from None
     result.seconds = time.perf_counter() - start
     stamp.write_text(digest.hexdigest())
@@ -301,11 +307,12 @@ def _simulate(build: Build, workdir: Path, waves: Path | None, poll: Callable[[]
         except SystemExit:
             pass    # a failed cocotb test or simulator exit: the results file and the log say which
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
-        poll()
+    with simulator_environment(build.tool):       # cocotb's Icarus runner looks for iverilog on PATH
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+            poll()
     try:
         failed = get_results(xml)[1]
     except RuntimeError:

@@ -196,6 +196,8 @@ def test_missing_simulators_are_named_with_an_install_hint(generated, tmp_path, 
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["simulate", str(generated), "--sim", "icarus"]) == 1
     assert "iverilog not found: on Debian/Ubuntu run 'apt-get install iverilog'" in capsys.readouterr().err
+    assert main(["simulate", str(generated), "--sim", "verilator"]) == 1
+    assert "Verilator builds a C++ model, which needs c++, make, perl (not found)" in capsys.readouterr().err
     old = tmp_path / "verilator"
     old.write_text("#!/bin/sh\necho 'Verilator 5.006 2023-01-22 rev (Debian 5.006-3)'\n")
     old.chmod(0o755)
