@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 		echo "installing Icarus Verilog (apt-get install iverilog)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog >/dev/null; }
 	@iverilog -V 2>/dev/null | head -n 1
+	@command -v c++ >/dev/null 2>&1 || { \
+		echo "installing a C++ compiler for Verilator's simulation builds (apt-get install g++)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq g++ >/dev/null; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# the CPU build of torch, first and exactly: a bare 'torch' would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0

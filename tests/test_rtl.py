@@ -20,6 +20,7 @@ from codesign.ingest import load_model
 from codesign.hw import PeripheryParams
 from codesign.mapping import Geometry
 from codesign.rtl import MANIFEST, VERILATOR_LINT_FLAGS, ModuleGroup, module_groups, module_name, verilog_module
+from codesign.sim.ports import PortMap
 
 VECTORS = 2
 TIMEOUT_NS = 10_000_000
@@ -66,8 +67,7 @@ def test_one_module_per_geometry(out, manifest):
     assert len(manifest["modules"]) == len(geometries) == 1
     assert sum(len(layer["tiles"]) for layer in manifest["layers"]) == 26
     module = manifest["modules"][0]
-    ports = json.loads((out / "rtl" / module["ports"]).read_text())
-    names = {port["name"] for port in flatten_ports(ports["interface"]["members"])}
+    names = set(PortMap.load(out / "rtl" / module["ports"]).ports)
     assert {"wordline", "input_cycle", "adc__0__column", "adc__0__ref", "adc__0__cmp", "adc__0__step",
             "i_stream__payload", "o_stream__payload", "busy", "done"} <= names
     assert "parameter CFG_FILE" in (out / "rtl" / module["verilog"]).read_text()
@@ -157,40 +157,16 @@ def test_yosys_synthesizes_top(out, manifest):
 
 # --- every tile in Icarus ----------------------------------------------------------------------
 
-def flatten_ports(members):
-    for member in members.values():
-        for item in (member if isinstance(member, list) else [member]):
-            if item["type"] == "port":
-                yield item
-            else:
-                yield from flatten_ports(item["members"])
-
-
-def fields(ports_json, port):
-    annotation = next(iter(ports_json["interface"]["annotations"].values()))
-    return {f["name"]: f for f in annotation["fields"][port]}, annotation["parameters"]
-
-
-def pack(values, field):
-    mask = (1 << field["width"]) - 1
-    return sum((int(v) & mask) << (field["offset"] + i * field["width"]) for i, v in enumerate(values))
-
-
-def unpack(word, field):
-    width = field["width"]
-    values = [(word >> (field["offset"] + i * width)) & ((1 << width) - 1) for i in range(field["count"])]
-    return [v - (1 << width) if field["signed"] and v >> (width - 1) else v for v in values]
-
-
 def golden_sum(q, config, layer, tiles, x):
     """``codesign.golden``'s output of ``layer`` counting only ``tiles``."""
     return golden.layer_outputs(q, config, layer.model_copy(update={"tiles": tiles}), x)
 
 
-def bench_module(name, ports, params):
+def bench_module(name, ports):
     """A self-checking-free harness: feeds vectors back to back, answers the comparators from a
     table of golden column values, prints every acceptance and every result."""
-    nets = list(flatten_ports(ports["interface"]["members"]))
+    nets = list(ports.ports.values())
+    params = ports.parameters
     adcs = params["adcs"]
     vector_width = next(n["width"] for n in nets if n["name"] == "i_stream__payload")
     lines = [f"module bench_{name} #(parameter CFG_FILE = \"\", parameter IN_FILE = \"\", "
@@ -232,24 +208,24 @@ def test_every_tile_in_icarus_matches_golden_in_reported_cycles(out, manifest, t
     bench = out / "bench"
     bench.mkdir()
     sources, instances, expected, cycles = [], [], {}, {}
-    ports = {m["name"]: json.loads((rtl / m["ports"]).read_text()) for m in manifest["modules"]}
+    ports = {m["name"]: PortMap.load(rtl / m["ports"]) for m in manifest["modules"]}
     for name, module_ports in ports.items():
-        sources.append(bench_module(name, module_ports, fields(module_ports, "i_stream__payload")[1]))
+        sources.append(bench_module(name, module_ports))
     for entry in manifest["layers"]:
         layer = config.layer(entry["name"])
         geometry = config.geometry(layer)
         q = model.layer(layer.key).q
         x = rng.integers(0, 1 << geometry.input_bits, size=(VECTORS, layer.matrix.rows))
-        in_fields, params = fields(ports[entry["module"]], "i_stream__payload")
+        module_ports = ports[entry["module"]]
         for tile, info in zip(layer.tiles, entry["tiles"]):
             ident = len(instances)
             cols = slice(tile.col_start, tile.col_start + tile.col_count)
             before = [t for t in layer.tiles if t.col_start == tile.col_start and t.row_start < tile.row_start]
             acc = golden_sum(q, config, layer, before, x)[:, cols]
             expected[ident] = golden_sum(q, config, layer, before + [tile], x)[:, cols]
-            rows = np.zeros((VECTORS, params["rows"]), dtype=np.int64)
+            rows = np.zeros((VECTORS, module_ports.parameters["rows"]), dtype=np.int64)
             rows[:, :tile.row_count] = x[:, tile.row_start:tile.row_start + tile.row_count]
-            words = [pack(rows[b], in_fields["x"]) | pack(acc[b], in_fields["acc"]) for b in range(VECTORS)]
+            words = [module_ports.pack_vector(rows[b], acc[b]) for b in range(VECTORS)]
             (bench / f"t{ident}.in").write_text("".join(f"{w:x}\n" for w in words))
             y = golden.column_values(q, geometry, tile, x)
             (bench / f"t{ident}.y").write_text("".join(f"{v:x}\n" for v in y.reshape(-1)))
@@ -270,13 +246,13 @@ def test_every_tile_in_icarus_matches_golden_in_reported_cycles(out, manifest, t
 
     accepted: dict[int, list[int]] = {}
     results: dict[int, dict[int, list[int]]] = {}
-    out_field = fields(next(iter(ports.values())), "o_stream__payload")[0]["results"]
+    unpack = next(iter(ports.values())).unpack_results
     for line in log.splitlines():
         parts = line.split()
         if parts[:1] == ["ACCEPT"]:
             accepted.setdefault(int(parts[1]), []).append(int(parts[3]))
         elif parts[:1] == ["RESULT"]:
-            results.setdefault(int(parts[1]), {})[int(parts[2])] = unpack(int(parts[3], 16), out_field)
+            results.setdefault(int(parts[1]), {})[int(parts[2])] = unpack(int(parts[3], 16))
     assert sorted(results) == sorted(expected) == list(range(len(instances)))
     for ident, want in expected.items():
         got = np.array([results[ident][b][:want.shape[1]] for b in range(VECTORS)])

@@ -1,0 +1,190 @@
+"""``codesign simulate`` on synthetic models: edge cases (all-zero and maximum-sum columns, an empty
+tile, saturation, shift > 0, b = 1, partial row and column blocks, three ADCs per tile,
+back-pressure) and seeded random configurations, each on Icarus in both comparator modes where
+cheap. Every case also checks, from the golden model alone, that the situation it names occurs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codesign import golden
+from codesign.analysis import analyze
+from codesign.config import CrossbarConfig, HardwareConfig
+from codesign.errors import CodesignError
+from codesign.generate import generate
+from codesign.ingest import load_model
+from codesign.mapping import lossless_bits, tile_column_sums
+from codesign.simulate import read_mem, simulate
+from codesign.sim.ports import Field
+
+
+def make_folder(root: Path, q: dict[str, np.ndarray], weight_bits: int, input_bits: int, crossbar: CrossbarConfig,
+                edit=None) -> tuple[Path, HardwareConfig]:
+    """Generate a folder for Linear layers with integer matrices ``q`` (Q[K, N]); ``edit(config)``
+    may change ADC bits and shifts first."""
+    model_file = root / "model.pt"
+    torch.save({f"{name}.weight": torch.tensor(matrix.T, dtype=torch.float32) for name, matrix in q.items()},
+               model_file)
+    model = load_model(model_file, weight_bits=weight_bits, input_bits=input_bits)
+    for name, matrix in q.items():
+        assert np.array_equal(model.layer(name).q, matrix), "the weights must stay on their integer grid"
+    config = analyze(model, crossbar).to_config()
+    if edit is not None:
+        edit(config)
+    out = root / "out"
+    generate(config, out, report=False)
+    return out, config
+
+
+def column_values(config: HardwareConfig, q: np.ndarray, key: str, x: np.ndarray):
+    """(tile, y[B, T, C]) for every tile of layer ``key``."""
+    layer = config.layer(key)
+    return [(tile, golden.column_values(q, config.geometry(layer), tile, x)) for tile in layer.tiles]
+
+
+# --- edge cases --------------------------------------------------------------------------------
+
+EDGE_CROSSBAR = CrossbarConfig(rows=8, cols=24, cell_bits=2, dac_bits=2, adcs=3)    # S = 2, L = 6, T = 2
+EDGE_BITS = dict(weight_bits=5, input_bits=4)
+
+
+def edge_matrix() -> np.ndarray:
+    """Q[20, 14] (row blocks of 8, 8, 4; column blocks of 6, 6, 2) with column 0 all zero, column 1
+    at +15 and column 2 at −15 everywhere (maximum sums), rows 8–15 all zero (empty tiles)."""
+    rng = np.random.default_rng(11)
+    q = rng.integers(-15, 16, size=(20, 14)) * (rng.random((20, 14)) < 0.6)
+    q[:, 0] = 0
+    q[:, 1] = 15
+    q[:, 2] = -15
+    q[8:16] = 0
+    return q.astype(np.int32)
+
+
+def edge_edit(config: HardwareConfig) -> None:
+    """Below-lossless settings in the first row block: column 3 at b = 1, column 4 two bits below
+    lossless (clipping), column 5 with k = 2 (truncation), columns 6–13 random b and k."""
+    rng = np.random.default_rng(12)
+    for tile in config.layers[0].tiles:
+        if tile.row_start != 0:
+            continue
+        for p, bits in enumerate(tile.adc_bits):
+            j = tile.col_start + p // 4
+            if bits == 0:
+                continue
+            if j == 3:
+                tile.adc_bits[p] = 1
+            elif j == 4:
+                tile.adc_bits[p] = max(1, bits - 2)
+            elif j == 5:
+                tile.adc_bits[p], tile.adc_shift[p] = max(1, bits - 2), 2
+            elif j >= 6:
+                tile.adc_bits[p], tile.adc_shift[p] = int(rng.integers(1, bits + 1)), int(rng.integers(0, 4))
+
+
+@pytest.fixture(scope="module")
+def edges(tmp_path_factory):
+    q = edge_matrix()
+    out, config = make_folder(tmp_path_factory.mktemp("edges"), {"fc": q}, **EDGE_BITS, crossbar=EDGE_CROSSBAR,
+                              edit=edge_edit)
+    return out, config, q
+
+
+def test_the_edge_cases_occur(edges):
+    """The golden model alone confirms each named situation is in the folder and the corner vector."""
+    _, config, q = edges
+    layer = config.layer("fc")
+    geometry = config.geometry(layer)
+    assert [(t.row_start, t.row_count, t.col_start, t.col_count) for t in layer.tiles][-1] == (16, 4, 12, 2)
+    assert geometry.adcs == 3 and geometry.logical_cols == 6
+    empty = [t for t in layer.tiles if not any(t.adc_bits)]
+    assert len(empty) == 3, "row block 8–15 is all zero"
+    corner = np.full((1, 20), 15)
+    ymax = geometry.rows * geometry.input_digit_max * geometry.digit_max
+    clipped = truncated = ones = zero = peak = 0
+    for tile, y in column_values(config, q, "fc", corner):
+        bits, shift = np.array(tile.adc_bits), np.array(tile.adc_shift)
+        used = y[0, :, :len(bits)]
+        clipped += int(((used >> shift) > (1 << bits) - 1)[:, bits > 0].sum())
+        truncated += int(((used & ((1 << shift) - 1)) != 0)[:, shift > 0].sum())
+        ones += int((bits == 1).sum())
+        zero += int((bits == 0).sum())
+        peak += int((used == ymax).sum())
+    assert clipped and truncated and ones and zero and peak
+
+
+@pytest.mark.parametrize("simulator, mode", [("icarus", "fast"), ("icarus", "python"), ("verilator", "fast")])
+def test_edge_cases_are_bit_exact(edges, simulator, mode):
+    out, config, _ = edges
+    found = simulate(out, simulator=simulator, vectors=4, mode=mode, seed=3)
+    assert found["passed"], found["mismatches"][:5] or [t["errors"] for t in found["tiles"]]
+    assert len(found["tiles"]) == 9 and found["outputs_compared"] == 9 * 4 * 6
+    assert "random (the model file has no architecture)" in found["inputs"]
+    assert any(t["back_pressure"]["stalled_output_cycles"] for t in found["tiles"])
+    assert any(t["back_pressure"]["idle_input_cycles"] for t in found["tiles"])
+
+
+# --- random configurations ---------------------------------------------------------------------
+
+def random_case(seed: int, root: Path) -> tuple[Path, HardwareConfig]:
+    rng = np.random.default_rng(seed)
+    cell_bits = int(rng.integers(1, 4))
+    weight_bits = int(rng.integers(3, 9))
+    input_bits = int(rng.integers(2, 9))
+    slices = -(-(weight_bits - 1) // cell_bits)
+    logical = int(rng.integers(1, 5))
+    crossbar = CrossbarConfig(rows=int(rng.integers(4, 13)), cols=2 * slices * logical + int(rng.integers(0, 4)),
+                              cell_bits=cell_bits, dac_bits=int(rng.integers(1, min(3, input_bits) + 1)),
+                              adcs=int(rng.integers(1, logical + 1)))
+    limit = (1 << (weight_bits - 1)) - 1
+    shape = (int(rng.integers(crossbar.rows // 2, 3 * crossbar.rows)), int(rng.integers(1, 3 * logical + 1)))
+    q = (rng.integers(-limit, limit + 1, size=shape) * (rng.random(shape) < 0.5)).astype(np.int32)
+    q[0, 0], q[1, 0] = limit, 1                            # the grid is the integers
+
+    def edit(config: HardwareConfig) -> None:
+        for tile in config.layers[0].tiles:
+            for p, bits in enumerate(tile.adc_bits):
+                if bits and rng.random() < 0.4:
+                    tile.adc_bits[p] = int(rng.integers(1, bits + 1))
+                    tile.adc_shift[p] = int(rng.integers(0, 3))
+
+    return make_folder(root, {"fc": q}, weight_bits, input_bits, crossbar, edit)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_configurations_are_bit_exact(seed, tmp_path):
+    out, config = random_case(seed, tmp_path)
+    found = simulate(out, vectors=3, mode="python" if seed < 2 else "fast", seed=seed)
+    assert found["passed"], (config.crossbar, found["mismatches"][:5], [t["errors"] for t in found["tiles"]])
+    assert len(found["tiles"]) == len(config.layers[0].tiles)
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+def test_fields_pack_and_unpack_signed_values():
+    field = Field("acc", offset=3, count=4, width=6, signed=True)
+    values = [-32, 31, -1, 0]
+    word = field.pack(values)
+    assert word & 0b111 == 0 and field.unpack(word) == values
+    assert Field("x", 0, 2, 4, False).unpack(Field("x", 0, 2, 4, False).pack([15, 7])) == [15, 7]
+    with pytest.raises(ValueError, match="holds 4 elements, not 5"):
+        field.pack([0] * 5)
+
+
+def test_read_mem_reads_comments_and_refuses_junk(tmp_path):
+    mem = tmp_path / "t.mem"
+    mem.write_text("// header\n0a5 // b=5 k=5\n  001\n")
+    assert read_mem(mem) == [0xa5, 1]
+    mem.write_text("0a5\n@10\n")
+    with pytest.raises(CodesignError, match=r"t\.mem line 2: '@10' is not a hex word"):
+        read_mem(mem)
+
+
+def test_lossless_bits_of_the_edge_columns(edges):
+    """Sanity of the fixture: the maximum-sum column needs the full resolution Wy."""
+    _, config, q = edges
+    layer = config.layer("fc")
+    geometry = config.geometry(layer)
+    bits = lossless_bits(tile_column_sums(q, geometry, layer.tiles[0].range), geometry)
+    assert bits[4:8].max() == geometry.uniform_bits and bits[0:4].max() == 0
