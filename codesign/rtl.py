@@ -49,11 +49,12 @@ class ModuleGroup:
     layers: list[LayerConfig] = field(default_factory=list)
 
 
-def module_name(geometry: Geometry) -> str:
-    """``codesign_tile_r128c128_c2v1_w8a8_adc1`` for a geometry."""
-    g = geometry
+def module_name(params: PeripheryParams) -> str:
+    """``codesign_tile_r128c128_c2v1_w8a8_adc1_b7x3``: the geometry, Bmax and chain length, so two
+    modules with different hardware never share a name."""
+    g = params.geometry
     return (f"codesign_tile_r{g.rows}c{g.cols}_c{g.cell_bits}v{g.dac_bits}"
-            f"_w{g.weight_bits}a{g.input_bits}_adc{g.adcs}")
+            f"_w{g.weight_bits}a{g.input_bits}_adc{g.adcs}_b{params.bmax}x{params.chain}")
 
 
 def chain_length(layer: LayerConfig) -> int:
@@ -80,7 +81,7 @@ def module_groups(config: HardwareConfig) -> list[ModuleGroup]:
         except ValueError as exc:
             raise CodesignError(f"layer '{layers[0].key}': {exc} (choose --adcs {geometry.logical_cols} "
                                 f"or fewer)") from None
-        groups.append(ModuleGroup(module_name(geometry), params, layers))
+        groups.append(ModuleGroup(module_name(params), params, layers))
     return groups
 
 

@@ -101,7 +101,7 @@ class TileSignature(wiring.Signature):
             "busy": Out(1),
             "done": Out(1),
             "wordline": Out(data.ArrayLayout(unsigned(params.geometry.dac_bits), params.rows)),
-            "input_cycle": Out(range(params.cycles)),
+            "input_cycle": Out(range(max(params.cycles, 2))),   # 1 bit even when T = 1
             "adc": Out(AdcSignature(params.bmax, params.value_width, params.cols)).array(params.adcs),
             "config": In(ConfigWriteSignature(params.cols)),
         })
@@ -134,7 +134,7 @@ class TilePeriphery(PeripheryComponent):
         ``x_t[r]`` of row ``r`` at bits ``[r·v, (r+1)·v)``, ``t = input_cycle``. Input cycle
         ``t`` begins the cycle after the vector was accepted (``t = 0``) or after the last
         comparison step of ``t − 1``, and ends with its own last comparison step.
-    ``input_cycle`` (out, ``ceil_log2(T)`` bits)
+    ``input_cycle`` (out, ``max(1, ceil_log2(T))`` bits)
         ``t`` of the wordline digits.
     ``adc__<g>__step`` (out, 1)
         ADC ``g`` compares in this cycle.

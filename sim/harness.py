@@ -53,9 +53,8 @@ def harness_verilog(module: str, ports: PortMap) -> str:
     index_width = (vectors * T * C - 1).bit_length()
     cmp_wires = {f"adc__{g}__cmp": f"dut_cmp_{g}" for g in range(ports.adcs)}
     config_ports = {"config__addr", "config__data", "config__en"}
-    # A zero-width port (input_cycle when T = 1) stays unconnected: Yosys declares it [-1:0].
-    passed = [port for name, port in ports.ports.items() if name not in config_ports and port["width"]]
-    cycle_term = f"input_cycle * {index_width}'d{C} + " if ports.width("input_cycle") else ""
+    passed = [port for name, port in ports.ports.items() if name not in config_ports]
+    cycle_term = f"input_cycle * {index_width}'d{C} + "
     top = harness_name(module)
 
     def declaration(port: dict) -> str:

@@ -52,9 +52,9 @@ def now() -> int:
     return round(get_sim_time("ns") / PERIOD_NS)
 
 
-def input_cycle(dut: Any, ports: PortMap) -> int:
-    """``t`` of the wordline digits (``input_cycle`` has no bits when ``T = 1``)."""
-    return int(dut.input_cycle.value) if ports.width("input_cycle") else 0
+def input_cycle(dut: Any) -> int:
+    """``t`` of the wordline digits."""
+    return int(dut.input_cycle.value)
 
 
 def path_value(path: str) -> int:
@@ -146,7 +146,7 @@ async def check_wordlines(dut: Any, g: int, ports: PortMap, digits: np.ndarray, 
     while True:
         await RisingEdge(step)
         await ReadOnly()
-        t = input_cycle(dut, ports)
+        t = input_cycle(dut)
         want = ports.pack_wordline(digits[t, seen.vector])
         got = int(dut.wordline.value)
         if got != want:
@@ -163,7 +163,7 @@ async def answer_comparators(dut: Any, ports: PortMap, y: np.ndarray, seen: Obse
         for step, column, ref, cmp in adcs:
             if step.value:
                 if t is None:
-                    t = input_cycle(dut, ports)
+                    t = input_cycle(dut)
                 cmp.value = int(y[seen.vector, t, int(column.value)] >= int(ref.value))
 
 

@@ -1,5 +1,6 @@
 """`pip install .` (not only editable) must carry hw/, sim/, templates/ and the bundled model."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,8 +10,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_carries_every_top_level_folder(tmp_path):
+    source = tmp_path / "source"            # build from a copy: setuptools writes build/ into the tree
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                                  "demo-out", ".pytest_cache", ".hypothesis"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True)
     wheel, = tmp_path.glob("codesign-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {"codesign/cli.py", "codesign/hw/__init__.py", "codesign/sim/__init__.py",

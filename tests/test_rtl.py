@@ -88,8 +88,8 @@ def test_modules_are_grouped_by_geometry_never_by_tile():
                                                    layer("c", 16, 4, 2, crossbar=other)])
     groups = module_groups(config)
     assert [(g.name, g.params.bmax, g.params.chain, [l.key for l in g.layers]) for g in groups] == [
-        ("codesign_tile_r8c16_c2v1_w5a4_adc1", 6, 3, ["a", "b"]),
-        ("codesign_tile_r8c16_c2v1_w5a4_adc2", 2, 2, ["c"])]
+        ("codesign_tile_r8c16_c2v1_w5a4_adc1_b6x3", 6, 3, ["a", "b"]),
+        ("codesign_tile_r8c16_c2v1_w5a4_adc2_b2x2", 2, 2, ["c"])]
 
 
 def test_more_adcs_than_logical_columns_is_refused(tmp_path, capsys):
@@ -133,7 +133,8 @@ def test_verilator_lint(out, manifest):
     Geometry(rows=16, cols=34, cell_bits=1, dac_bits=1, weight_bits=4, input_bits=3, adcs=2),
 ], ids=["S3-3adcs", "c1-2adcs"])
 def test_other_geometries_lint_and_compile(geometry, tmp_path):
-    group = ModuleGroup(module_name(geometry), PeripheryParams(geometry, bmax=5, chain=2))
+    params = PeripheryParams(geometry, bmax=5, chain=2)
+    group = ModuleGroup(module_name(params), params)
     text, _ = verilog_module(group)
     (tmp_path / f"{group.name}.v").write_text(text)
     run([tools.verilator().path, "--lint-only", *VERILATOR_LINT_FLAGS, "--top-module", group.name,

@@ -160,7 +160,8 @@ def test_hw_config_with_more_bits_than_the_module_is_refused(folder, capsys):
     config["layers"][0]["tiles"][0]["adc_bits"][0] = 9
     path.write_text(json.dumps(config))
     assert main(["simulate", str(folder)]) == 1
-    assert "module codesign_tile_r128c128_c2v1_w8a8_adc1: hw_config.json implies bmax 9" in capsys.readouterr().err
+    assert ("layer 'features.0': needs the module codesign_tile_r128c128_c2v1_w8a8_adc1_b9x3, which rtl/ lacks"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -188,3 +188,15 @@ def test_lossless_bits_of_the_edge_columns(edges):
     geometry = config.geometry(layer)
     bits = lossless_bits(tile_column_sums(q, geometry, layer.tiles[0].range), geometry)
     assert bits[4:8].max() == geometry.uniform_bits and bits[0:4].max() == 0
+
+
+def test_a_single_input_cycle_is_bit_exact(tmp_path):
+    """T = 1 (every input bit applied at once): ``input_cycle`` is a 1-bit port that stays 0."""
+    rng = np.random.default_rng(21)
+    q = (rng.integers(-7, 8, size=(12, 5)) * (rng.random((12, 5)) < 0.7)).astype(np.int32)
+    out, config = make_folder(tmp_path, {"fc": q}, weight_bits=4, input_bits=2,
+                              crossbar=CrossbarConfig(rows=8, cols=12, cell_bits=2, dac_bits=2))
+    geometry = config.geometry(config.layer("fc"))
+    assert geometry.input_cycles == 1
+    found = simulate(out, simulator="icarus", vectors=4, seed=5)
+    assert found["passed"] and found["outputs_compared"] == len(config.layer("fc").tiles) * 4 * geometry.logical_cols
