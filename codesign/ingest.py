@@ -8,7 +8,10 @@ convolution group; everything else is listed as ignored.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import io
+import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -103,7 +106,7 @@ def load_model(path: str | Path | None = None, *, weight_bits: int | None = None
         file, shown = Path(path), str(path)
     if not file.is_file():
         raise CodesignError(f"model file not found: {shown}")
-    obj, fmt = _read(file, shown, trust_pickle)
+    obj, fmt = _read(file, shown, trust_pickle, arrays=True)
     sha = hashlib.sha256(file.read_bytes()).hexdigest()
 
     scales: dict[str, Any] = {}
@@ -172,7 +175,11 @@ def read_model_file(path: str | Path, trust_pickle: bool = False) -> tuple[Any, 
     return _read(file, str(path), trust_pickle)
 
 
-def _read(file: Path, shown: str, trust_pickle: bool) -> tuple[Any, str]:
+def _read(file: Path, shown: str, trust_pickle: bool, arrays: bool = False) -> tuple[Any, str]:
+    """The object in ``file`` and its format. With ``arrays``, a plain state_dict comes back as numpy
+    arrays read without importing torch (saves its 1.4 s import), when :func:`_state_dict_arrays` can."""
+    if arrays and (state := _state_dict_arrays(file)) is not None:
+        return state, "state_dict"
     import torch
 
     if _is_torchscript(file):
@@ -216,6 +223,80 @@ def _read(file: Path, shown: str, trust_pickle: bool) -> tuple[Any, str]:
             return obj, "state_dict"
     raise CodesignError(f"{shown} holds a {type(obj).__name__} without tensors, not a state_dict, "
                         f"codesign checkpoint or TorchScript model")
+
+
+class _Unsupported(Exception):
+    """The archive holds something the torch-free reader does not handle: let torch.load read it."""
+
+
+_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "LongStorage": "<i8",
+             "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1",
+             "BoolStorage": "?"}
+
+
+def _state_dict_arrays(file: Path) -> dict[str, np.ndarray] | None:
+    """A ``torch.save`` zip archive of a flat ``{name: tensor}`` dict, as numpy arrays; else ``None``.
+
+    The pickle may name only ``torch._utils._rebuild_tensor_v2``, the typed storages above and
+    ``collections.OrderedDict`` (stricter than ``weights_only=True``); tensors are rebuilt from the
+    little-endian storage records. Anything else, or any doubt, returns ``None``.
+    """
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+            if len(pickles) != 1 or any("/code/" in n for n in names):
+                return None
+            root = pickles[0].rsplit("/", 1)[0]
+            if f"{root}/byteorder" in names and archive.read(f"{root}/byteorder") != b"little":
+                return None
+            state = _ArrayUnpickler(archive, root).load()
+    except (_Unsupported, zipfile.BadZipFile, pickle.UnpicklingError, KeyError, ValueError, TypeError,
+            EOFError, OSError, AttributeError, IndexError):
+        return None
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
+        return None
+    return state
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def __init__(self, archive: zipfile.ZipFile, root: str) -> None:
+        super().__init__(io.BytesIO(archive.read(f"{root}/data.pkl")))
+        self.archive, self.root = archive, root
+        self.storages: dict[str, np.ndarray] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_array
+        if module == "torch" and name in _STORAGES:
+            return np.dtype(_STORAGES[name])
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        raise _Unsupported(f"{module}.{name}")
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        kind, dtype, key, _location, numel = pid
+        if kind != "storage" or not isinstance(dtype, np.dtype):
+            raise _Unsupported(str(kind))
+        if key not in self.storages:
+            data = np.frombuffer(self.archive.read(f"{self.root}/data/{key}"), dtype=dtype)
+            if data.size < numel:
+                raise ValueError("storage shorter than declared")
+            self.storages[key] = data
+        return self.storages[key]
+
+
+def _rebuild_array(storage: np.ndarray, offset: int, size: tuple, stride: tuple, requires_grad: bool,
+                   hooks: Any, metadata: Any = None) -> np.ndarray:
+    if any(s < 0 for s in stride) or not isinstance(storage, np.ndarray):
+        raise _Unsupported("stride")
+    extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else offset
+    if extent > storage.size:
+        raise ValueError("tensor outside its storage")
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
+                                           strides=tuple(s * storage.itemsize for s in stride))
+    return np.array(view)
 
 
 def _is_torchscript(file: Path) -> bool:
@@ -283,28 +364,31 @@ def _layers_of_module(module: Any) -> tuple[list, list[str], list[str]]:
 
 
 def _layers_of_state_dict(state: dict[str, Any], shown: str) -> tuple[list, list[str], list[str]]:
-    """Without an architecture: 4-D ``*.weight`` tensors are Conv2d, 2-D ones Linear."""
-    import torch
+    """Without an architecture: 4-D ``*.weight`` tensors are Conv2d, 2-D ones Linear.
 
+    Values are torch tensors or numpy arrays (:func:`_state_dict_arrays`); anything without a shape
+    (a nested dict, a number) is passed over."""
     found, ignored, unsupported = [], [], []
     for key, value in state.items():
-        if not isinstance(value, torch.Tensor):
+        if not hasattr(value, "shape"):
             continue
         name, _, leaf = key.rpartition(".")
-        if leaf == "weight" and value.dim() == 4:
+        dims = len(value.shape)
+        if leaf == "weight" and dims == 4:
             cout, cin, kh, kw = value.shape
             found.append((name, "conv2d", value, ConvInfo(int(cin), int(cout), (int(kh), int(kw)))))
-        elif leaf == "weight" and value.dim() == 2:
+        elif leaf == "weight" and dims == 2:
             found.append((name, "linear", value, None))
-        elif leaf == "weight" and value.dim() in (3, 5):
-            unsupported.append(f"'{name}' ({value.dim()}-D weight: Conv1d/Conv3d)")
+        elif leaf == "weight" and dims in (3, 5):
+            unsupported.append(f"'{name}' ({dims}-D weight: Conv1d/Conv3d)")
         else:
             ignored.append(f"{key} ({'added digitally' if leaf == 'bias' else 'not a crossbar weight'})")
     return found, ignored, unsupported
 
 
 def _float_weight(weight: Any, name: str, mask: Any) -> np.ndarray:
-    array = weight.detach().cpu().double().numpy()
+    array = (weight.detach().cpu().double().numpy() if hasattr(weight, "detach")
+             else np.asarray(weight, dtype=np.float64))
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise CodesignError(f"layer '{name}' has {bad} NaN or inf weights; fix the model before mapping it")

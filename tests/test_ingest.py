@@ -1,6 +1,8 @@
 """Ingest: file formats, layer discovery, quantization, and refusals."""
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -161,3 +163,41 @@ def test_bundled_model_loads():
     assert spec.info.path == "bundled:digits_cnn_pruned.pt" and spec.info.arch == "digits_cnn"
     assert sum(l.q.shape[0] > 64 for l in spec.layers) >= 3          # several 64-row crossbars
     assert np.mean([float((l.q == 0).mean()) for l in spec.layers]) > 0.4   # it is pruned
+
+
+def test_state_dict_read_without_torch_equals_torch_load(tmp_path):
+    from codesign.ingest import _state_dict_arrays
+
+    torch.manual_seed(4)
+    state = {"a.weight": torch.randn(3, 4), "half.weight": torch.randn(2, 2, 3, 3).half(),
+             "int.bias": torch.arange(3), "t.weight": torch.randn(4, 3).t(), "s.weight": torch.randn(10, 10)[2:5, 1:8:2],
+             "empty.weight": torch.zeros(0, 3), "flag": torch.tensor([True, False]), "d.weight": torch.randn(2, 5).double()}
+    path = tmp_path / "sd.pt"
+    torch.save(state, path)
+    arrays = _state_dict_arrays(path)
+    assert set(arrays) == set(state)
+    for key, tensor in state.items():
+        assert arrays[key].dtype == tensor.numpy().dtype and np.array_equal(arrays[key], tensor.numpy()), key
+
+
+@pytest.mark.parametrize("state", [
+    {"bf.weight": torch.ones(2, 2, dtype=torch.bfloat16)},                   # no numpy dtype
+    {"nested": {"w.weight": torch.ones(2, 2)}},                              # not a flat state_dict
+    {"w.weight": torch.ones(2, 2), "epoch": 3},
+])
+def test_other_archives_fall_back_to_torch_load(tmp_path, state):
+    from codesign.ingest import _state_dict_arrays
+
+    path = tmp_path / "x.pt"
+    torch.save(state, path)
+    assert _state_dict_arrays(path) is None
+
+
+def test_plain_state_dict_needs_no_torch_import(tmp_path):
+    torch.manual_seed(5)
+    path = tmp_path / "sd.pt"
+    torch.save(DigitsCNN().state_dict(), path)
+    code = (f"import sys; from codesign.ingest import load_model; spec = load_model({str(path)!r}); "
+            f"print('torch' in sys.modules, len(spec.layers))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "5"]
