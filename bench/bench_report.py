@@ -12,37 +12,14 @@ import tempfile
 from pathlib import Path
 
 from . import codesign_command, run_command, table
+from .models import pruned_resnet
 
 TARGET_S = 30.0
 
-# (out, in, kernel) of ResNet-18's weight tensors, in torchvision order; kernel 0 = the Linear.
-RESNET18 = ([(64, 3, 7)] + [(64, 64, 3)] * 4
-            + [(128, 64, 3), (128, 128, 3), (128, 64, 1), (128, 128, 3), (128, 128, 3)]
-            + [(256, 128, 3), (256, 256, 3), (256, 128, 1), (256, 256, 3), (256, 256, 3)]
-            + [(512, 256, 3), (512, 512, 3), (512, 256, 1), (512, 512, 3), (512, 512, 3)]
-            + [(1000, 512, 0)])
-
-
-def resnet18_state_dict(seed: int = 0) -> dict:
-    """Random ResNet-18-shaped weights with the smaller half of each layer's magnitudes zeroed."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for index, (out, inp, kernel) in enumerate(RESNET18):
-        shape = (out, inp, kernel, kernel) if kernel else (out, inp)
-        weight = torch.randn(shape, generator=generator)
-        threshold = weight.abs().flatten().kthvalue(weight.numel() // 2).values
-        state[f"layer{index:02d}.weight"] = torch.where(weight.abs() > threshold, weight, torch.zeros(()))
-    return state
-
 
 def run() -> str:
-    import torch
-
     with tempfile.TemporaryDirectory(prefix="bench-report-") as work:
-        model, out = Path(work) / "resnet18_pruned.pt", Path(work) / "out"
-        torch.save(resnet18_state_dict(), model)
+        model, out = pruned_resnet(18, Path(work) / "resnet18_pruned.pt"), Path(work) / "out"
         generate_s, _ = run_command([*codesign_command(), "generate", "--model", str(model), "--out", str(out),
                                      "--no-report"])
         report_s, _ = run_command([*codesign_command(), "report", str(out), "--no-synth"])

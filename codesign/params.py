@@ -53,10 +53,11 @@ WORD = WordFormat()
 
 
 def environment() -> jinja2.Environment:
+    """The templates of ``templates/`` (StrictUndefined; HTML templates autoescaped, the others not)."""
     root = Path(str(resources.files("codesign.templates")))
     return jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                              autoescape=False)
+                              autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)))
 
 
 def identifier(key: str) -> str:

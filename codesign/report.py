@@ -13,7 +13,6 @@ import base64
 import io
 import json
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
@@ -371,13 +370,9 @@ def _sweep_section(sweep: Optional[dict], plots: bool) -> dict:
 # --- writing -------------------------------------------------------------------------------------
 
 def _render(name: str, **context: Any) -> str:
-    import jinja2
+    from .params import environment
 
-    root = Path(str(resources.files("codesign.templates")))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)))
-    return env.get_template(name).render(**context)
+    return environment().get_template(name).render(**context)
 
 
 def load_folder(folder: Path) -> tuple[HardwareConfig, Optional[dict]]:
