@@ -234,7 +234,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         flag = {"adc_model": "adc-model", "tech_nm": "tech-nm", "sample_rate_hz": "sample-rate",
                 "walden_fom_fj": "walden-fom"}[str(err["loc"][0])]
         raise_error(f"--{flag}: {err['msg']}")
-    summary = write_report(Path(args.dir), settings, calibrated=args.calibrated, synthesize=not args.no_synth)
+    summary = write_report(Path(args.dir), settings, calibrated=args.calibrated, synthesize=not args.no_synth,
+                           fpga=not args.no_fpga)
     print(headline(summary))
     print(f"\nwrote {Path(args.dir) / 'report'}/: report.html, report.md, summary.json")
     return 0
@@ -456,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a calibrated hw_config.json with the same tiles: adds the per-column calibrated design")
     report.add_argument("--no-synth", action="store_true",
                         help="skip Yosys synthesis of DIR/rtl/ (the report then says the periphery was not measured)")
+    report.add_argument("--no-fpga", action="store_true",
+                        help="skip the ECP5 place and route of DIR/rtl/ (about 2 minutes per fresh 128x128 "
+                             "module; the report then has no fmax)")
 
 
     emulate = command("emulate", cmd_emulate,

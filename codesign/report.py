@@ -67,6 +67,8 @@ def build_summary(config: HardwareConfig, settings: CostSettings, calibrated: Op
         "periphery": periphery,
         "warnings": est.warnings,
     }
+    if periphery is not None:
+        periphery["design_total"] = periphery_design_total(est, periphery, settings.adc_model)
     return summary, est
 
 
@@ -336,22 +338,132 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
     return sections
 
 
+# --- periphery (codesign.synth): area breakdown, scaled area, FPGA timing, design total ----------------
+
+#: ISAAC-table rows that the synthesized periphery replaces in the design total: its shift-add
+#: and input/output registers are in the generated RTL (with the SAR logic, sequencer and config).
+ISAAC_DIGITAL = ("shift_add", "registers")
+
+
+def periphery_design_total(est: Estimate, status: dict, model: str, design: str = "per_column") -> Optional[dict]:
+    """The total area of ``design`` with the measured periphery (scaled to the report's node) in
+    place of ISAAC's digital rows; ``None`` when the periphery was not measured for every tile."""
+    if not status.get("totals"):
+        return None
+    by_component = est.total(model, design).area_um2
+    analog = {k: v for k, v in by_component.items() if k not in ISAAC_DIGITAL}
+    replaced = {k: by_component[k] for k in ISAAC_DIGITAL}
+    scaled = status["totals"]["scaled"]
+    return {"design": design, "adc_model": model, "node_nm": status["scaling"]["to_nm"],
+            "analog_by_component_um2": analog, "analog_um2": sum(analog.values()),
+            "periphery_macro_um2": scaled["area_macro_um2"], "periphery_flops_um2": scaled["area_um2"],
+            "total_um2": sum(analog.values()) + scaled["area_macro_um2"],
+            "total_flops_um2": sum(analog.values()) + scaled["area_um2"],
+            "isaac_digital_by_component_um2": replaced, "isaac_total_um2": sum(by_component.values())}
+
+
 def _periphery_section(status: Optional[dict]) -> dict:
-    title = "Digital periphery measured from the RTL (Yosys)"
+    title = "Digital periphery measured from the RTL (Yosys, nextpnr)"
     if status is None or not status["measured"]:
         reason = status["reason"] if status else "synthesis was not requested"
         hint = status["how_to_enable"] if status else "run 'codesign report DIR'"
         return _section(title, [f"Periphery area not measured: {reason}.", f"To enable: {hint}."])
-    rows = [[m["module"], f"{m['transistors']:,}", area(m["area_um2"]), area(m["sequential_area_um2"]),
-             "?" if m["tiles"] is None else m["tiles"],
-             "?" if m["total_area_um2"] is None else area(m["total_area_um2"])]
-            for m in status["modules"]]
-    notes = [f"{status['label']}. Yosys {status['yosys']}, Liberty {status['liberty']}."]
-    if status["total_area_um2"] is not None:
-        notes.append(f"All tiles together: {area(status['total_area_um2'])} of digital periphery (one module "
-                     f"instance per crossbar tile, counted from rtl/manifest.json).")
-    return _section(title, notes, [_table(["module", "transistors (est.)", "area per tile", "of which sequential",
-                                           "tiles", "area, all tiles"], rows)])
+    node = status["scaling"]["to_nm"]
+    pricing = status["memory_pricing"]
+    notes = [f"{status['label']}. Yosys {status['yosys']}, Liberty {status['liberty']}. Method and sources: "
+             f"docs/periphery-cost.md.",
+             f"Inferred memories (Yosys $mem_v2) are priced two ways: as an SRAM macro at "
+             f"{pricing['macro_um2_per_bit']:.2f} µm²/bit, the density of OpenRAM's sky130_sram_2kbyte_1rw_32x512_8 "
+             f"(bit cells {pricing['bitcell_um2']:.2f} µm² each, sky130_fd_bd_sram__sram_sp_cell_opt1, are the lower "
+             f"bound; summary.json and docs/periphery-cost.md give the sources and the overhead assumption), and "
+             f"as synthesized flip-flops with their write decode and read multiplexers.",
+             f"Scaled to {node:g} nm with the area factor ×{status['scaling']['area_factor']:.3g} from 130 nm "
+             f"({status['scaling']['source']}), the rule the cost model applies to ISAAC's digital components."]
+    tables = [_periphery_module_table(status["modules"])]
+    if status["totals"] is not None:
+        notes.append(f"All {status['totals']['tiles']} tiles together: {area(status['totals']['sky130']['area_macro_um2'])} "
+                     f"in sky130 cells with memories as macros, {area(status['totals']['scaled']['area_macro_um2'])} "
+                     f"scaled to {node:g} nm (one module instance per crossbar tile, counted from rtl/manifest.json).")
+        tables.append(_periphery_totals_table(status["totals"], node))
+    fpga = status["fpga"]
+    if fpga["measured"]:
+        notes.append(f"FPGA timing: {fpga['method']}. nextpnr-ecp5 {fpga['nextpnr']}, target "
+                     f"{fpga['target_mhz']:g} MHz, fixed seed.")
+        tables.append(_periphery_fpga_table(status["modules"]))
+    else:
+        notes.append(f"FPGA timing not measured: {fpga['reason']}. To enable: {fpga['how_to_enable']}.")
+    if status.get("design_total"):
+        tables.append(_periphery_design_table(status["design_total"]))
+    return _section(title, notes, tables)
+
+
+def _periphery_module_table(modules: list[dict]) -> dict:
+    rows = [[m["module"], "?" if m["tiles"] is None else m["tiles"], area(m["logic_um2"]), area(m["flops_um2"]),
+             _memories(m["memories"]), area(m["memory_macro_um2"]), area(m["memory_flops_um2"]),
+             area(m["area_macro_um2"]), area(m["area_um2"]), f"{m['transistors']:,}", m["ltp"]]
+            for m in modules]
+    return _table(["module", "tiles", "logic", "flip-flops", "memories", "memory as macro", "memory as flip-flops",
+                   "module, memory as macro", "module, memory as flip-flops", "transistors (est.)",
+                   "ltp (gates)"], rows,
+                  "Per module instance, sky130 cells; logic and flip-flops exclude the inferred memories; ltp = "
+                  "longest flip-flop to flip-flop path in generic gates (Yosys ltp -noff)")
+
+
+def _memories(memories: list[dict]) -> str:
+    if not memories:
+        return "none inferred"
+    return "; ".join(f"{m['name']} {m['words']}×{m['width']} b ({m['read_ports']}R {m['write_ports']}W"
+                     + ("" if m["registered_read"] else ", unregistered read: no SRAM macro fits") + ")"
+                     for m in memories)
+
+
+PERIPHERY_ROWS = (("logic_um2", "logic (outside memories)"), ("flops_um2", "flip-flops (outside memories)"),
+                  ("memory_macro_um2", "memories as SRAM macros"),
+                  ("memory_bitcells_um2", "memories, bit cells only (lower bound)"),
+                  ("memory_flops_um2", "memories as flip-flops"),
+                  ("area_macro_um2", "periphery, memories as macros"),
+                  ("area_um2", "periphery, memories as flip-flops"))
+
+
+def _periphery_totals_table(totals: dict, node: float) -> dict:
+    rows = [[label, area(totals["sky130"][key]), area(totals["scaled"][key])] for key, label in PERIPHERY_ROWS]
+    return _table(["all tiles", "sky130 (130 nm)", f"scaled to {node:g} nm"], rows,
+                  f"Area × tiles served, {totals['tiles']} tiles")
+
+
+def _periphery_fpga_table(modules: list[dict]) -> dict:
+    rows = []
+    for m in modules:
+        f = m["fpga"]
+        path = f["critical_path"]
+        where = {(False, False): "inside the module", (True, False): "input port → module flip-flop",
+                 (False, True): "module flip-flop → output port",
+                 (True, True): "input port → output port"}[path["from_input_port"], path["to_output_port"]]
+        use = f["utilization"]
+        rows.append([m["module"], f["part"], f"{f['fmax_mhz']:.1f} MHz", f"{path['delay_ns']:.2f} ns, {where}",
+                     f["cells"].get("LUT4", 0), f["cells"].get("TRELLIS_FF", 0), f["cells"].get("CCU2C", 0),
+                     f["cells"].get("TRELLIS_DPR16X4", 0), f["cells"].get("DP16KD", 0),
+                     f["cells"].get("MULT18X18D", 0),
+                     ", ".join(f"{k} {v['used']:,}/{v['available']:,} ({v['used'] / v['available']:.0%})"
+                               for k, v in use.items() if k in ("TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD"))])
+    return _table(["module", "part", "fmax", "critical path", "LUT4", "FF", "CCU2C", "LUTRAM 16×4", "EBR", "DSP",
+                   "device use (with boundary flip-flops)"], rows,
+                  "ECP5 place and route; cell counts are the module's own, device use includes the registered "
+                  "boundary (one flip-flop per port bit)")
+
+
+def _periphery_design_table(total: dict) -> dict:
+    node = f"{total['node_nm']:g} nm"
+    rows = [[f"{name} ({total['adc_model']} ADC model)" if name == "adc" else name, area(value)]
+            for name, value in total["analog_by_component_um2"].items()]
+    rows += [[f"synthesized periphery, memories as macros, scaled to {node}", area(total["periphery_macro_um2"])],
+             ["total area with the periphery", area(total["total_um2"])],
+             ["(total with memories as flip-flops)", area(total["total_flops_um2"])],
+             ["(ISAAC-table rows this replaces: " + ", ".join(total["isaac_digital_by_component_um2"]) + ")",
+              area(sum(total["isaac_digital_by_component_um2"].values()))],
+             ["(ISAAC-table total of the same design)", area(total["isaac_total_um2"])]]
+    return _table([f"{DESIGN_LABELS[total['design']]} design, {node}", "area"], rows,
+                  "Total area with the measured periphery in place of ISAAC's shift-add and register rows")
 
 
 def _sweep_section(sweep: Optional[dict], plots: bool) -> dict:
@@ -396,11 +508,12 @@ def load_folder(folder: Path) -> tuple[HardwareConfig, Optional[dict]]:
 
 
 def write_report(folder: Path, settings: Optional[CostSettings] = None, calibrated: Optional[Path] = None,
-                 synthesize: bool = True) -> dict:
+                 synthesize: bool = True, fpga: bool = False) -> dict:
     """Write ``folder/report/`` from ``folder/hw_config.json``; returns the summary.
 
     ``calibrated`` is a calibrated ``hw_config.json`` with the same tiles; ``synthesize=False`` skips
-    Yosys (the report then says the periphery was not measured).
+    Yosys (the report then says the periphery was not measured); ``fpga`` adds the ECP5 place and
+    route (``codesign report`` does, ``codesign generate`` does not: a minute or more per module).
     """
     from .generate import staged_folder
     from .synth import periphery
@@ -409,7 +522,7 @@ def write_report(folder: Path, settings: Optional[CostSettings] = None, calibrat
     settings = settings or CostSettings()
     config, sweep = load_folder(folder)
     calibrated_config = load_config(calibrated) if calibrated else None
-    status = periphery(folder / "rtl") if synthesize else None
+    status = periphery(folder / "rtl", settings.tech_nm, fpga) if synthesize else None
     summary, est = build_summary(config, settings, calibrated_config, sweep, status,
                                  str(calibrated) if calibrated else None)
     title = f"codesign report — {config.model.path if config.model else folder.name}"
@@ -419,6 +532,23 @@ def write_report(folder: Path, settings: Optional[CostSettings] = None, calibrat
                                                sections=build_sections(summary, est, plots=False)))
         (tmp / "report.html").write_text(_render("report.html.j2", title=title, sections=build_sections(summary, est)))
     return summary
+
+
+def periphery_headline(status: Optional[dict]) -> str:
+    """The periphery's line(s) for the terminal."""
+    if not (status and status["measured"]):
+        return f"periphery area not measured: {status['reason'] if status else 'synthesis skipped'}"
+    lines = []
+    for m in status["modules"]:
+        timing = f", {m['fpga']['fmax_mhz']:.1f} MHz on {m['fpga']['part']}" if m["fpga"] else ""
+        lines.append(f"periphery {m['module']} (Yosys, pre-layout, sky130): {area(m['area_macro_um2'])} with memories "
+                     f"as macros, {area(m['area_um2'])} as flip-flops, {m['transistors']:,} transistors, "
+                     f"ltp {m['ltp']}{timing}")
+    if status["totals"] is not None:
+        lines.append(f"periphery, all {status['totals']['tiles']} tiles: {area(status['totals']['sky130']['area_macro_um2'])}"
+                     f" in sky130, {area(status['totals']['scaled']['area_macro_um2'])} scaled to "
+                     f"{status['scaling']['to_nm']:g} nm (memories as macros)")
+    return "\n".join(lines)
 
 
 def _finite(value: Any) -> Any:
@@ -447,11 +577,5 @@ def headline(summary: dict) -> str:
     lines.append(f"per-column vs uniform across {len(band['by_model'])} ADC models: {times(band['min'])} "
                  f"({band['min_model']}) – {times(band['max'])} ({band['max_model']}), "
                  f"median {times(band['median'])}")
-    status = summary["periphery"]
-    if status and status["measured"]:
-        lines.append("periphery (Yosys, pre-layout): " + ", ".join(
-            f"{m['module']} {m['transistors']:,} transistors {area(m['area_um2'])}" for m in status["modules"])
-            + (f"; {area(status['total_area_um2'])} for all tiles" if status["total_area_um2"] is not None else ""))
-    else:
-        lines.append(f"periphery area not measured: {status['reason'] if status else 'synthesis skipped'}")
+    lines.append(periphery_headline(summary["periphery"]))
     return "\n".join(lines)

@@ -119,7 +119,7 @@ def test_calibrated_config_adds_the_fourth_design(folder):
             tile["adc_bits"] = [max(b - 1, 0) for b in tile["adc_bits"]]
     calibrated = folder / "calibrated.json"
     calibrated.write_text(json.dumps(data))
-    assert main(["report", str(folder), "--calibrated", str(calibrated), "--adc-model", "zigzag"]) == 0
+    assert main(["report", str(folder), "--calibrated", str(calibrated), "--adc-model", "zigzag", "--no-fpga"]) == 0
     summary = load(folder)
     assert summary["default_model"] == "zigzag" and "calibrated" in summary["designs"]
     for data in summary["models"].values():
