@@ -278,11 +278,19 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
     """Integer activations ``X[B, K]`` (or one vector ``[K]``) from a ``.npy`` file, checked against
     the layer: ``K`` columns, integers in ``0 … 2^a − 1``. Errors name the file, problem and fix."""
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            raise CodesignError(f"{path} is not a .npy file (it lacks the NumPy header"
+                                f"{', it is empty' if not magic else ''}); save the inputs with numpy.save")
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CodesignError(f"inputs file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CodesignError(f"{path} is not a numpy .npy array of integers ({exc}); save one with numpy.save") from None
+    except IsADirectoryError:
+        raise CodesignError(f"{path} is a folder, not a .npy file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise CodesignError(f"{path} is a damaged .npy file ({str(exc).splitlines()[0][:120]}); save the inputs "
+                            f"again with numpy.save") from None
     peak = (1 << input_bits) - 1
     if not np.issubdtype(x.dtype, np.integer):
         raise CodesignError(f"{path} holds {x.dtype} values; layer '{key}' takes integer activations 0..{peak} "

@@ -326,11 +326,16 @@ def _checkpoint_source(obj: dict[str, Any], shown: str) -> Source:
     source.arch, source.input_shape, source.meta = fields["arch"], zoo.get_arch(fields["arch"]).input_shape, fields["meta"]
     source.weight_bits, source.input_bits, source.per_channel = fields["weight_bits"], fields["input_bits"], fields["per_channel"]
     source.scales, source.masks = fields["scales"], fields["masks"]
+    channels = {layer.name: layer.weight.shape[0] for layer in source.found}
     for key in ("scales", "masks"):
-        unknown = sorted(set(fields[key]) - {layer.name for layer in source.found})
+        unknown = sorted(set(fields[key]) - set(channels))
         if unknown:
             raise CodesignError(f"{shown}: the checkpoint's {key} name '{unknown[0]}', which is not a Conv2d or "
                                 f"Linear layer of '{fields['arch']}'")
+    for name, scale in fields["scales"].items():
+        if scale.numel() not in (1, channels[name]):
+            raise CodesignError(f"{shown}: the checkpoint's scales['{name}'] has {scale.numel()} entries; layer "
+                                f"'{name}' has {channels[name]} output channels (give one scale, or one per channel)")
     return source
 
 

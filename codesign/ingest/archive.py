@@ -311,9 +311,10 @@ def read_safetensors(file: Path, shown: str) -> dict[str, np.ndarray]:
         raise CodesignError(f"{shown} is a corrupt safetensors file (its header is not a JSON object)")
     body = memoryview(data)[8 + length:]
     arrays = {}
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
+    entries = [(key, entry) for key, entry in header.items() if key != "__metadata__"]
+    if not all(isinstance(entry, dict) for _, entry in entries):
+        raise CodesignError(f"{shown} is a corrupt safetensors file (an entry of its header is not an object)")
+    for key, entry in entries:
         try:
             dtype, shape, (start, end) = entry["dtype"], [int(n) for n in entry["shape"]], entry["data_offsets"]
         except (KeyError, TypeError, ValueError):

@@ -65,8 +65,9 @@ class LayerGraph(torch.nn.Module):
     def __init__(self, program: Program, found: list[Found]) -> None:
         super().__init__()
         self._program = _Shared(program)
-        #: Apply the model's own activation quantization between layers (QuantizeLinear, requantized
+        #: Round activations to the model's own quantization between layers (QuantizeLinear, requantized
         #: outputs) as the quantized model does; whole-model emulation sets it in its integer modes.
+        #: Without it only their range is applied (float activations).
         self.quantize_activations = False
         for layer in found:
             attach(self, layer.name, float_layer(layer))
@@ -92,10 +93,12 @@ class LayerGraph(torch.nn.Module):
         return self.get_submodule(name)(x)
 
 
-def fake_quant(x: torch.Tensor, scale: Any, zero_point: Any, qmin: int, qmax: int) -> torch.Tensor:
-    """``(clamp(round(x / s) + z, qmin, qmax) − z) · s`` in float: a quantize-dequantize pair."""
+def fake_quant(x: torch.Tensor, scale: Any, zero_point: Any, qmin: int, qmax: int, rounding: bool = True) -> torch.Tensor:
+    """``(clamp(round(x / s) + z, qmin, qmax) − z) · s`` in float: a quantize-dequantize pair. Without
+    ``rounding`` only the clipping (float mode: a quantizer's range can stand for a removed ReLU)."""
     scale, zero = torch.as_tensor(scale, dtype=torch.float64), torch.as_tensor(zero_point, dtype=torch.float64)
-    q = torch.clamp(torch.round(x.double() / scale) + zero, qmin, qmax)
+    q = x.double() / scale
+    q = torch.clamp((torch.round(q) if rounding else q) + zero, qmin, qmax)
     return ((q - zero) * scale).to(x.dtype if x.is_floating_point() else torch.float32)
 
 

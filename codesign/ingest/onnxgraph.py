@@ -475,13 +475,13 @@ class OnnxProgram:
             if spec is not None:
                 outs = [self._layer(root, spec, args[0])]
                 requantize = OUTPUT_QUANT.get(node.op_type)
-                if root.quantize_activations and requantize and len(args) > requantize[1] and args[requantize[1]] is not None:
+                if requantize and len(args) > requantize[1] and args[requantize[1]] is not None:
                     scale_index, zero_index = requantize
                     qmin, qmax = dtype_range(self.parsed.array(node.input[zero_index]).dtype)
                     outs = [fake_quant(outs[0], args[scale_index].reshape(()), args[zero_index].reshape(()).double(),
-                                       qmin, qmax)]
-            elif root.quantize_activations and node.op_type in ("QuantizeLinear", "Quant"):
-                outs = [self._quantize(node, args)]
+                                       qmin, qmax, root.quantize_activations)]
+            elif node.op_type in ("QuantizeLinear", "Quant"):
+                outs = [self._quantize(node, args, root.quantize_activations)]
             else:
                 outs = _run_op(node, args, self.shown)
             for name, value in zip(node.output, outs):
@@ -504,19 +504,20 @@ class OnnxProgram:
             y = y / torch.from_numpy(spec.rescale).to(y.dtype).reshape(view)
         return y
 
-    def _quantize(self, node: Any, args: list) -> Any:
-        """A QuantizeLinear (its DequantizeLinear is then the identity) or QONNX Quant as fake quantization."""
+    def _quantize(self, node: Any, args: list, rounding: bool) -> Any:
+        """A QuantizeLinear (its DequantizeLinear is then the identity) or QONNX Quant as fake quantization
+        (without ``rounding``: its clipping only)."""
         x, scale = args[0], args[1]
         zero = args[2] if len(args) > 2 and args[2] is not None else None
         if scale.numel() != 1 or not x.is_floating_point():
             return x
         if node.op_type == "Quant":
             qmin, qmax = _quant_range(_attrs(node), float(args[3]), node.name)
-            return fake_quant(x, scale.reshape(()), zero.reshape(()), qmin, qmax)
+            return fake_quant(x, scale.reshape(()), zero.reshape(()), qmin, qmax, rounding)
         dtype = self.parsed.array(node.input[2]).dtype if zero is not None and node.input[2] in self.parsed.constants \
             else np.dtype(np.uint8)
         qmin, qmax = dtype_range(dtype)
-        return fake_quant(x, scale.reshape(()), 0 if zero is None else zero.reshape(()).double(), qmin, qmax)
+        return fake_quant(x, scale.reshape(()), 0 if zero is None else zero.reshape(()).double(), qmin, qmax, rounding)
 
     def native(self, x: Any) -> Any:
         if self.qonnx:

@@ -236,9 +236,9 @@ class TorchScriptProgram:
         y = root.layer(name, args[0])
         if node.kind().endswith("_relu") or node.kind().endswith("relu_dynamic"):
             y = torch.relu(y)
-        if root.quantize_activations and node.kind() in ("quantized::conv2d", "quantized::conv2d_relu",
-                                                         "quantized::linear", "quantized::linear_relu"):
-            y = fake_quant(y, args[2], args[3], *dtype_range(torch.quint8))   # requantized output, as torch.ao does
+        if node.kind() in ("quantized::conv2d", "quantized::conv2d_relu", "quantized::linear", "quantized::linear_relu"):
+            # the requantized output, as torch.ao computes it
+            y = fake_quant(y, args[2], args[3], *dtype_range(torch.quint8), rounding=root.quantize_activations)
         return y
 
     def _interpret(self, x: torch.Tensor, layer: Callable[[Any, str, list], Any], native: bool = False,
@@ -313,8 +313,8 @@ class TorchScriptProgram:
         if kind == "prim::Uninitialized":
             return None
         if mode != "native":
-            if kind == "aten::quantize_per_tensor" and mode == "quantize":
-                return fake_quant(args[0], args[1], args[2], *dtype_range(args[3]))
+            if kind == "aten::quantize_per_tensor":
+                return fake_quant(args[0], args[1], args[2], *dtype_range(args[3]), rounding=mode == "quantize")
             if kind in IDENTITY:
                 return args[0]
             if kind in QUANTIZED_FLOAT:
