@@ -289,6 +289,9 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
     except IsADirectoryError:
         raise CodesignError(f"{path} is a folder, not a .npy file") from None
     except (OSError, ValueError, EOFError) as exc:
+        if "allow_pickle" in str(exc):
+            raise CodesignError(f"{path} holds Python objects, not integers; save an integer array with "
+                                f"numpy.save") from None
         raise CodesignError(f"{path} is a damaged .npy file ({str(exc).splitlines()[0][:120]}); save the inputs "
                             f"again with numpy.save") from None
     peak = (1 << input_bits) - 1

@@ -186,7 +186,7 @@ def state_dict_layers(state: dict[str, Any]) -> tuple[list[Found], list[str], li
         else:
             name, _, leaf = key.rpartition(".")
             name, weight = name or key, value
-            bias = state.get(f"{name}.bias")
+            bias = state.get(key.removesuffix("weight") + "bias")
         shape = getattr(weight, "shape", None)
         if shape is None:
             if not key.endswith("._packed_params.dtype"):
