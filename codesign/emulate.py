@@ -38,7 +38,8 @@ from .config import HardwareConfig
 from .errors import CodesignError
 from .golden import CrossbarLayer, NonIdeality, exact_product, product_bound
 from .ingest import LayerSpec, ModelSpec
-from .ingest.graph import ActivationQuant, LayerGraph
+from .ingest.graph import LayerGraph
+from .ingest.tensors import ActivationQuant
 
 MODES = ("float", "ideal", "crossbar")
 BATCH = 256  #: Images per forward pass.

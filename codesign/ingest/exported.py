@@ -19,8 +19,8 @@ import torch
 
 from ..errors import CodesignError
 from .archive import first_line
-from .graph import ActivationQuant, LayerGraph
-from .tensors import ConvInfo, Found, weight_array
+from .graph import LayerGraph
+from .tensors import ActivationQuant, ConvInfo, Found, weight_array
 
 ATEN = torch.ops.aten
 CONVOLUTIONS = {ATEN.conv2d.default, ATEN.convolution.default, ATEN._convolution.default}

@@ -12,29 +12,13 @@ crossbar layer quantizes its own input with the model's activation parameters
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
 
 from ..errors import CodesignError
-from .tensors import Found
-
-
-@dataclass(frozen=True)
-class ActivationQuant:
-    """A model's own quantization of a layer input: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``."""
-
-    scale: float
-    zero_point: int
-    qmin: int
-    qmax: int
-
-    @property
-    def bits(self) -> int:
-        """Unsigned bits the wordlines need for ``q − qmin`` (0 … qmax − qmin)."""
-        return max(1, int(self.qmax - self.qmin).bit_length())
+from .tensors import ActivationQuant, Found
 
 
 class Program(Protocol):
@@ -140,17 +124,3 @@ def float_layer(found: Found) -> torch.nn.Module:
         layer.bias = torch.nn.Parameter(torch.from_numpy(found.bias.astype(np.float32).reshape(-1)),
                                         requires_grad=False)
     return layer.eval()
-
-
-def dtype_range(dtype: Any) -> tuple[int, int]:
-    """(qmin, qmax) of an integer activation type (torch or numpy dtype, or ONNX's name)."""
-    if isinstance(dtype, int):   # a TorchScript ScalarType code
-        dtype = {0: "uint8", 1: "int8", 12: "qint8", 13: "quint8", 14: "qint32"}.get(dtype, str(dtype))
-    name = str(dtype).replace("torch.", "").lower()
-    ranges = {"quint8": (0, 255), "uint8": (0, 255), "qint8": (-128, 127), "int8": (-128, 127),
-              "quint4x2": (0, 15), "uint16": (0, 65535), "int16": (-32768, 32767), "qint32": None,
-              "int32": None}
-    found = ranges.get(name)
-    if found is None:
-        raise CodesignError(f"activations quantized as {name} are not supported (8- or 16-bit integers are)")
-    return found

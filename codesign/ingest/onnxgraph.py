@@ -27,8 +27,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from .archive import first_line
-from .graph import ActivationQuant, dtype_range, fake_quant
-from .tensors import ConvInfo, Found, check_size, integers, weight_array
+from .tensors import ActivationQuant, ConvInfo, Found, check_size, dtype_range, integers, weight_array
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 LAYER_OPS = {"Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger"}
@@ -465,6 +464,8 @@ class OnnxProgram:
         self.qonnx = any(node.domain in QONNX_DOMAINS for node in graph.node)
 
     def run(self, root: Any, x: Any) -> Any:
+        from .graph import fake_quant
+
         if len(self.inputs) != 1:
             raise CodesignError(f"{self.shown} takes {len(self.inputs)} inputs; whole-model emulation feeds one image batch")
         env = dict(self.constants)
@@ -507,6 +508,8 @@ class OnnxProgram:
     def _quantize(self, node: Any, args: list, rounding: bool) -> Any:
         """A QuantizeLinear (its DequantizeLinear is then the identity) or QONNX Quant as fake quantization
         (without ``rounding``: its clipping only)."""
+        from .graph import fake_quant
+
         x, scale = args[0], args[1]
         zero = args[2] if len(args) > 2 and args[2] is not None else None
         if scale.numel() != 1 or not x.is_floating_point():

@@ -23,8 +23,8 @@ import torch
 
 from ..errors import CodesignError
 from .archive import first_line
-from .graph import ActivationQuant, LayerGraph, dtype_range, fake_quant
-from .tensors import ConvInfo, Found, weight_array
+from .graph import LayerGraph, fake_quant
+from .tensors import ActivationQuant, ConvInfo, Found, dtype_range, weight_array
 
 FLOAT_LAYERS = {"aten::conv2d", "aten::_convolution", "aten::convolution", "aten::linear"}
 QUANTIZED_LAYERS = {"quantized::conv2d", "quantized::conv2d_relu", "quantized::linear", "quantized::linear_relu",
