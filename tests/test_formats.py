@@ -314,3 +314,47 @@ def test_onnxruntime_quantized_models_read_their_initializers(tmp_path, files):
                 q, zero = q.T, zero.T
             assert np.array_equal(full_weights(spec, name), q - zero), (label, name)
         assert len(spec.layers) == 16, label
+
+
+def test_brevitas_qonnx_export(tmp_path):
+    """The reference QONNX case: a Brevitas model (4-bit weights, 8-bit signed input, 4-bit ReLUs)
+    exported with ``export_qonnx``; the integers equal Brevitas' ``quant_weight().int()`` and the
+    ideal integer emulation computes Brevitas' own quantized forward pass."""
+    import brevitas.nn as qnn
+    from brevitas.export import export_qonnx
+
+    class Brevitas(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.stem = qnn.QuantConv2d(3, 8, 3, stride=2, padding=1, weight_bit_width=4, return_quant_tensor=True)
+            self.relu1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.grouped = qnn.QuantConv2d(8, 12, 3, padding=2, dilation=2, groups=2, weight_bit_width=4,
+                                           return_quant_tensor=True)
+            self.relu2 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.depthwise = qnn.QuantConv2d(12, 12, 3, padding=1, groups=12, weight_bit_width=4,
+                                             return_quant_tensor=True)
+            self.relu3 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(12 * 6 * 6, 10, bias=True, weight_bit_width=4)
+
+        def forward(self, x):
+            x = self.relu2(self.grouped(self.relu1(self.stem(self.inp(x)))))
+            return self.fc(self.relu3(self.depthwise(x)).flatten(1))
+
+    warnings.simplefilter("ignore")
+    torch.manual_seed(3)
+    model = Brevitas().eval()
+    images = torch.rand(32, *SHAPE)
+    with torch.no_grad():
+        model(images)
+    path = tmp_path / "brevitas.onnx"
+    export_qonnx(model, images[:2], str(path))
+    spec = load_model(path)
+    assert [l.name for l in spec.layers if l.group == 0] == NAMES and {l.weight_bits for l in spec.layers} == {4}
+    for name in NAMES:
+        assert np.array_equal(full_weights(spec, name), getattr(model, name).quant_weight().int().numpy()), name
+    quant = calibrate_inputs(spec, images.numpy())
+    assert {q.source for q in quant.values()} == {"model"} and quant["grouped"].high == 15
+    with torch.no_grad():
+        ideal = emulated_module(spec, quant, "ideal")(images)
+        assert torch.allclose(ideal.float(), model(images).float(), atol=1e-5)

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import CodesignError
 from .archive import first_line
-from .graph import LayerGraph
+from .graph import LayerGraph, in_batches
 from .tensors import ActivationQuant, ConvInfo, Found, weight_array
 
 ATEN = torch.ops.aten
@@ -131,17 +131,7 @@ class ExportedRunner:
         self.module, self.layer_of, self.batch = module, layer_of, batch   # batch: the program's static batch size
 
     def run(self, root: LayerGraph, x: torch.Tensor) -> torch.Tensor:
-        """The program on ``x``, in chunks of its static batch size if it was exported with one."""
-        if self.batch is None or x.shape[0] == self.batch:
-            return self._run(root, x)
-        outputs = []
-        for start in range(0, x.shape[0], self.batch):
-            chunk = x[start:start + self.batch]
-            short = self.batch - chunk.shape[0]
-            if short:
-                chunk = torch.cat([chunk, chunk.new_zeros((short, *chunk.shape[1:]))])
-            outputs.append(self._run(root, chunk)[:self.batch - short])
-        return torch.cat(outputs)
+        return in_batches(lambda chunk: self._run(root, chunk), x, self.batch)
 
     def _run(self, root: LayerGraph, x: torch.Tensor) -> torch.Tensor:
         layer_of = self.layer_of

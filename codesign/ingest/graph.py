@@ -86,6 +86,21 @@ def fake_quant(x: torch.Tensor, scale: Any, zero_point: Any, qmin: int, qmax: in
     return ((q - zero) * scale).to(x.dtype if x.is_floating_point() else torch.float32)
 
 
+def in_batches(run: Any, x: torch.Tensor, batch: Optional[int]) -> torch.Tensor:
+    """``run(x)``, in chunks of ``batch`` images (zero-padded at the end) for a graph exported with a
+    fixed batch size; ``batch=None`` runs ``x`` at once."""
+    if batch is None or x.shape[0] == batch:
+        return run(x)
+    outputs = []
+    for start in range(0, x.shape[0], batch):
+        chunk = x[start:start + batch]
+        short = batch - chunk.shape[0]
+        if short:
+            chunk = torch.cat([chunk, chunk.new_zeros((short, *chunk.shape[1:]))])
+        outputs.append(run(chunk)[:batch - short])
+    return torch.cat(outputs)
+
+
 def attach(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
     """Register ``module`` at dotted path ``name`` below ``root``, creating containers on the way."""
     parts = name.split(".")

@@ -32,6 +32,8 @@ from .tensors import ActivationQuant, ConvInfo, Found, check_size, dtype_range, 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 LAYER_OPS = {"Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger"}
 OUTPUT_QUANT = {"QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QGemm": (7, 8)}   #: (y_scale, y_zero_point) inputs
+#: Operations that keep a quantized tensor on its grid: a layer input behind them has the grid's parameters.
+GRID_PRESERVING = {"Reshape", "Flatten", "Identity", "MaxPool", "Squeeze", "Unsqueeze", "Transpose"}
 WEIGHT_INPUT = {"Conv": 1, "Gemm": 1, "MatMul": 1, "QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3,
                 "ConvInteger": 1, "MatMulInteger": 1}
 
@@ -95,7 +97,7 @@ def read_onnx(file: Path, shown: str) -> Any:
             ignored.append(f"{node.name or op} ({op} of two activations: digital)")
             continue
         values, scale = weight
-        name = names.get(weight_name) or _layer_name(node, _root_constant(parsed, weight_name), index, names)
+        name = names.get(weight_name) or _layer_name(node, _named_by(parsed, node, weight_name), index, names)
         names[weight_name] = name
         result = _layer(parsed, node, name, values, scale, shown)
         if isinstance(result, str):
@@ -151,22 +153,32 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _root_constant(parsed: Parsed, name: str) -> str:
-    """The initializer a weight comes from, through DequantizeLinear, QONNX Quant and Identity."""
-    source = parsed.producer.get(name)
-    while name not in parsed.constants and source is not None and source.op_type in (
-            "DequantizeLinear", "Quant", "Identity"):
+def _named_by(parsed: Parsed, node: Any, weight_name: str) -> list[str]:
+    """Tensor names that may carry the layer's PyTorch name: the weight's initializer (through
+    DequantizeLinear, QONNX Quant and Identity), their parameters (Brevitas: ``c1.weight_quant…``), the bias."""
+    names = []
+    name, source = weight_name, parsed.producer.get(weight_name)
+    while source is not None and source.op_type in ("DequantizeLinear", "Quant", "Identity"):
+        names += list(source.input[1:2])
         name = source.input[0]
         source = parsed.producer.get(name)
-    return name
+    bias = {"Conv": 2, "Gemm": 2, "QLinearConv": 8, "QGemm": 6}.get(node.op_type)
+    return [name, *names] + ([node.input[bias]] if bias is not None and len(node.input) > bias else [])
 
 
-def _layer_name(node: Any, weight_name: str, index: int, names: dict[str, str]) -> str:
-    """The weight's PyTorch-style name without ``.weight`` (and onnxruntime's ``_quantized``), else the node's."""
-    base = weight_name.removesuffix("_quantized")
-    if base.endswith(".weight"):
-        name = base[:-len(".weight")]
-    else:
+def _layer_name(node: Any, candidates: list[str], index: int, names: dict[str, str]) -> str:
+    """The PyTorch module name in the first of ``candidates`` that has one (``features.0.weight``,
+    ``features.0.weight_quantized``, ``features.0.bias``), else the node's name."""
+    name = ""
+    for candidate in candidates:
+        base, dot, _ = candidate.partition(".weight")
+        if dot and base:
+            name = base
+            break
+        if candidate.endswith(".bias"):
+            name = candidate[:-len(".bias")]
+            break
+    if not name:
         name = node.name.strip("/").replace("/", "_") or f"{node.op_type.lower()}_{index}"
     name = name.replace("..", ".").strip(".") or f"{node.op_type.lower()}_{index}"
     taken = set(names.values())
@@ -389,6 +401,8 @@ def _input_quant(parsed: Parsed, node: Any) -> Optional[ActivationQuant]:
             return None
         return ActivationQuant(float(scale.reshape(-1)[0]), int(zero.reshape(-1)[0]), *dtype_range(zero.dtype))
     source = parsed.producer.get(node.input[0])
+    while source is not None and source.op_type in GRID_PRESERVING:     # e.g. Brevitas: Quant → Reshape → Gemm
+        source = parsed.producer.get(source.input[0])
     if source is None:
         return None
     if source.op_type == "DequantizeLinear":
@@ -457,17 +471,25 @@ class OnnxProgram:
         self.parsed, self.layers, self.file, self.shown = parsed, layers, file, shown
         graph = parsed.model.graph
         self.constants = {name: _tensor(parsed.array(name)) for name in parsed.constants}
-        self.inputs = [i.name for i in graph.input if i.name not in parsed.constants]
+        inputs = [i for i in graph.input if i.name not in parsed.constants]
+        self.inputs = [i.name for i in inputs]
+        dims = inputs[0].type.tensor_type.shape.dim if len(inputs) == 1 else []
+        self.batch = int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None   # a fixed batch size
         self.outputs = [o.name for o in graph.output]
         self.torch = torch
         self.session: Any = None
         self.qonnx = any(node.domain in QONNX_DOMAINS for node in graph.node)
 
     def run(self, root: Any, x: Any) -> Any:
-        from .graph import fake_quant
+        from .graph import in_batches
 
         if len(self.inputs) != 1:
             raise CodesignError(f"{self.shown} takes {len(self.inputs)} inputs; whole-model emulation feeds one image batch")
+        return in_batches(lambda chunk: self._run(root, chunk), x, self.batch)
+
+    def _run(self, root: Any, x: Any) -> Any:
+        from .graph import fake_quant
+
         env = dict(self.constants)
         env[self.inputs[0]] = x
         for node in self.parsed.model.graph.node:
@@ -535,8 +557,13 @@ class OnnxProgram:
                 self.session = onnxruntime.InferenceSession(str(self.file), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # noqa: BLE001
                 raise CodesignError(f"onnxruntime cannot run {self.shown}: {first_line(exc)}") from None
-        out = self.session.run([self.outputs[0]], {self.inputs[0]: x.numpy().astype(np.float32)})[0]
-        return self.torch.from_numpy(out)
+        def run(chunk: Any) -> Any:
+            out = self.session.run([self.outputs[0]], {self.inputs[0]: chunk.numpy().astype(np.float32)})[0]
+            return self.torch.from_numpy(out)
+
+        from .graph import in_batches
+
+        return in_batches(run, x, self.batch)
 
     def activation_quant(self, images: np.ndarray) -> dict[str, ActivationQuant]:
         return {spec.name: spec.input_quant for spec in self.layers.values() if spec.input_quant is not None}
