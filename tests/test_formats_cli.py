@@ -43,7 +43,10 @@ def exported(tmp_path_factory):
     prepared = quantize_fx.prepare_fx(net, qconfig, (sample,))
     with torch.no_grad():
         prepared(torch.from_numpy(train))
-    torch.jit.save(torch.jit.trace(quantize_fx.convert_fx(prepared), sample), paths["ao"])
+    converted = quantize_fx.convert_fx(prepared)
+    torch.jit.save(torch.jit.trace(converted, sample), paths["ao"])
+    paths["ao_state_dict"] = root / "digits_int8_state_dict.pt"
+    torch.save(converted.state_dict(), paths["ao_state_dict"])
     program = torch.export.export(net, (sample.repeat(2, 1, 1, 1),),
                                   dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
     torch.export.save(program, paths["pt2"])
@@ -102,3 +105,20 @@ def test_generate_then_simulate(exported, tmp_path, capsys, label):
     assert main(["simulate", str(out), "--sim", "icarus", "--tiles", f"{layer}:0", "--vectors", "4"]) == 0
     results = json.loads((out / "sim" / "results.json").read_text())
     assert results["passed"] and results["tiles"] and "real layer inputs" in results["inputs"]
+
+
+def test_fx_state_dict_reads_the_traced_models_integers(exported):
+    traced, state = load_model(exported["ao"]), load_model(exported["ao_state_dict"])
+    assert [(l.name, l.q.tolist(), l.scale.tolist()) for l in traced.layers] == \
+        [(l.name, l.q.tolist(), l.scale.tolist()) for l in state.layers]
+    assert traced.info.format == "torchscript" and state.info.format == "state_dict"
+
+
+@pytest.mark.slow
+def test_calibrate_on_an_onnx_qdq_model(exported, tmp_path, capsys):
+    out = tmp_path / "calibrated.json"
+    assert main(["calibrate", "--model", str(exported["qdq"]), "--data", "digits", "--budget", "1",
+                 "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bits"]["calibrated"] < report["bits"]["lossless"]
+    assert report["accuracy"]["val"]["flip_rate"] <= 1.0 and out.is_file()

@@ -190,8 +190,6 @@ def load_model(path: str | Path | None = None, *, weight_bits: int | None = None
         _count_positions(source.module, source.input_shape, layers)
     for spec in layers:
         spec.positions = spec.positions or source.positions.get(spec.name)
-    if any(found.integer for found in source.found):
-        per_channel = per_channel or any(np.ptp(found.scale) > 0 for found in source.found if found.integer)
     info = ModelInfo(path=shown, sha256=sha, format=source.fmt, arch=source.arch, per_channel=per_channel)
     return ModelSpec(layers, info, source.ignored, notes, source.module, source.input_shape, source.meta,
                      source.build_module)
@@ -359,8 +357,10 @@ def _module_source(module: Any, shown: str, fmt: str = "module") -> Source:
         elif type(sub) is torch.nn.Linear or kind == "NonDynamicallyQuantizableLinear":
             found.append(Found(name, "linear", weight_array(sub.weight, f"layer '{name}'")[0]))
             ignored += [f"{name}.{p} (added digitally)" for p in params if p != "weight"]
-        elif any(p.dim() >= 2 for p in params.values()) or type(sub).__module__.startswith("torch.ao.nn"):
-            unsupported.append(f"'{name}' ({kind}{': a torch.ao module; save it with torch.jit.script or trace' if 'ao.nn' in type(sub).__module__ else ''})")
+        elif type(sub).__module__.startswith("torch.ao.nn") and ("Conv" in kind or "Linear" in kind):
+            unsupported.append(f"'{name}' ({kind} of torch.ao: save the quantized model with torch.jit.trace or script)")
+        elif any(p.dim() >= 2 for p in params.values()):
+            unsupported.append(f"'{name}' ({kind})")
         elif params:
             ignored.append(f"{name} ({kind}, digital)")
     return Source(fmt, found, ignored, unsupported, module=module)

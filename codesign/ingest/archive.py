@@ -236,8 +236,8 @@ def checkpoint_fields(obj: dict[str, Any], shown: str) -> dict[str, Any]:
             raise CodesignError(f"{shown}: the checkpoint's {key} is {value!r}, not an integer {low}–{high}; "
                                 f"re-save the checkpoint (codesign.checkpoint.make_checkpoint)")
         fields[key] = value
-    per_channel = obj.get("per_channel", False)
-    if not isinstance(per_channel, bool):
+    per_channel = obj.get("per_channel")
+    if per_channel is not None and not isinstance(per_channel, bool):
         raise CodesignError(f"{shown}: the checkpoint's per_channel is {per_channel!r}, not true or false")
     fields["per_channel"] = per_channel
     for key in ("scales", "masks", "meta"):
