@@ -358,3 +358,11 @@ def test_brevitas_qonnx_export(tmp_path):
     with torch.no_grad():
         ideal = emulated_module(spec, quant, "ideal")(images)
         assert torch.allclose(ideal.float(), model(images).float(), atol=1e-5)
+
+
+def test_onnx_positions_match_the_network(files):
+    """Products per inference from the ONNX graph's shapes equal those of the network itself."""
+    reference = {l.key: l.positions for l in load_model(files["paths"]["scripted"]).layers}
+    for label in ("onnx", "qdq", "qonnx", "pt2"):
+        assert {l.key: l.positions for l in load_model(files["paths"][label]).layers} == \
+            {key: 36 if not key.startswith("fc") else 1 for key in reference}, label

@@ -13,8 +13,9 @@ so do the quantized forms onnxruntime's quantization tools write:
   ``narrow`` attributes, on weights (read as integers) and on activations.
 
 A ``MatMul``/``Gemm`` of two activations is digital (ignored); ``ConvTranspose`` and 1-D/3-D
-convolutions are refused by name. Whole-model emulation interprets the graph with PyTorch
-operations (:class:`OnnxProgram`); onnxruntime runs the original graph for the native accuracy.
+convolutions are refused by name. The file is decoded by :mod:`.onnxproto` (no onnx import, no
+torch). Whole-model emulation interprets the graph with PyTorch operations (:class:`OnnxProgram`);
+onnxruntime runs the original graph for the native accuracy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from .archive import first_line
-from .tensors import ActivationQuant, ConvInfo, Found, check_size, dtype_range, integers, weight_array
+from .tensors import ActivationQuant, ConvInfo, Found, dtype_range, integers, weight_array
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 LAYER_OPS = {"Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger"}
@@ -63,13 +64,7 @@ class Parsed:
         if tensor is None:
             return None
         if not isinstance(tensor, np.ndarray):
-            from onnx import numpy_helper
-
-            check_size(tuple(tensor.dims), f"ONNX initializer '{name}'")
-            try:
-                tensor = numpy_helper.to_array(tensor)
-            except Exception as exc:  # noqa: BLE001 - malformed tensor data
-                raise CodesignError(f"ONNX initializer '{name}' is corrupt ({first_line(exc)})") from None
+            tensor = tensor.array()
             self.constants[name] = tensor
         return tensor
 
@@ -107,39 +102,37 @@ def read_onnx(file: Path, shown: str) -> Any:
         layers[node.output[0]] = spec
         if all(f.name != name for f in found):
             found.append(layer)
-    positions = _positions(parsed, layers)
+    kernels = {out: found_layer.conv.kernel for out, spec in layers.items()
+               for found_layer in found if found_layer.name == spec.name and found_layer.conv}
+    positions = _positions(parsed, layers, kernels)
     bits = [spec.input_quant.bits for spec in layers.values() if spec.input_quant is not None]
     graph_inputs = [i for i in parsed.model.graph.input if i.name not in parsed.constants]
-    shape = _input_shape(graph_inputs)
+    shape = tuple(graph_inputs[0].dims[1:]) if len(graph_inputs) == 1 and graph_inputs[0].dims and all(
+        d and d > 0 for d in graph_inputs[0].dims[1:]) else None
     return Source("onnx", found, ignored, unsupported, input_shape=shape, input_bits=max(bits) if bits else None,
                   positions=positions, build_module=lambda: _build((parsed, layers, file, shown), found))
 
 
 def _parse(file: Path, shown: str) -> Parsed:
+    from .onnxproto import ProtobufError, parse_model
+
     try:
-        import onnx
-    except ImportError:
-        raise CodesignError(f"{shown} looks like an ONNX model; reading it needs the onnx extra: "
-                            f"pip install 'codesign[onnx]'") from None
-    try:
-        model = onnx.load(str(file))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises many kinds
+        model = parse_model(file.read_bytes())
+    except (ProtobufError, IndexError, ValueError, UnicodeDecodeError) as exc:
         raise CodesignError(f"{shown} is not a readable ONNX model ({first_line(exc)}): re-export it") from None
     graph = model.graph
     if not graph.node:
         raise CodesignError(f"{shown} is not a model file codesign reads (no ONNX graph in it; formats: a state_dict "
                             f"or codesign checkpoint, TorchScript, .pt2, ONNX or safetensors)")
     for function in model.functions:
-        raise CodesignError(f"{shown} uses ONNX local function '{function.name}': inline it first "
+        raise CodesignError(f"{shown} uses ONNX local function '{function}': inline it first "
                             f"(onnx.inliner.inline_local_functions)")
     constants: dict[str, Any] = {t.name: t for t in graph.initializer}
     producer: dict[str, Any] = {}
     consumers: dict[str, list] = {}
     for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for attr in node.attribute:
-                if attr.name == "value":
-                    constants[node.output[0]] = attr.t
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.attrs.get("value") is not None:
+            constants[node.output[0]] = node.attrs["value"]
         for out in node.output:
             producer[out] = node
         for name in node.input:
@@ -148,9 +141,7 @@ def _parse(file: Path, shown: str) -> Parsed:
 
 
 def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return node.attrs
 
 
 def _named_by(parsed: Parsed, node: Any, weight_name: str) -> list[str]:
@@ -420,36 +411,46 @@ def _input_quant(parsed: Parsed, node: Any) -> Optional[ActivationQuant]:
     return None
 
 
-def _input_shape(inputs: list) -> Optional[tuple[int, ...]]:
-    if len(inputs) != 1:
-        return None
-    dims = inputs[0].type.tensor_type.shape.dim
-    sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    if len(sizes) < 2 or any(s is None or s <= 0 for s in sizes[1:]):
-        return None
-    return tuple(sizes[1:])
+ELEMENTWISE = {"Relu", "Clip", "QuantizeLinear", "DequantizeLinear", "Quant", "BatchNormalization", "Identity",
+               "Dropout", "LeakyRelu", "Sigmoid", "Tanh", "Add", "Sub", "Mul", "Div", "Cast", "HardSwish",
+               "DynamicQuantizeLinear"}
 
 
-def _positions(parsed: Parsed, layers: dict[str, OnnxLayer]) -> dict[str, int]:
-    """Output pixels per image of each convolution, from ONNX shape inference (when it knows them)."""
-    from onnx import shape_inference
-
-    try:
-        inferred = shape_inference.infer_shapes(parsed.model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - shape inference is a bonus
-        return {}
-    shapes = {}
-    for info in list(inferred.graph.value_info) + list(inferred.graph.output):
-        dims = info.type.tensor_type.shape.dim
-        shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+def _positions(parsed: Parsed, layers: dict[str, OnnxLayer], kernels: dict[str, tuple]) -> dict[str, int]:
+    """Output pixels per image of each convolution (1 for a Gemm/MatMul), from the graph's shapes:
+    the file's value_info where it has them, else propagated from the input through convolutions,
+    pools and elementwise operations."""
+    graph = parsed.model.graph
+    shapes: dict[str, list] = {info.name: info.dims for info in list(graph.input) + list(graph.value_info) if info.dims}
+    for node in graph.node:
+        x = shapes.get(node.input[0]) if node.input else None
+        if not node.output or node.output[0] in shapes or x is None or len(x) != 4:
+            continue
+        attrs = node.attrs
+        if node.op_type in ("Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"):
+            conv = node.op_type not in ("MaxPool", "AveragePool")
+            kernel = kernels.get(node.output[0], ()) if conv else tuple(attrs.get("kernel_shape", ()))
+            if len(kernel) != 2:
+                continue
+            strides, dilations = tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
+            top, left, bottom, right = _pads(attrs, kernel, dilations, strides, node.name)
+            size = [(n + a + b - d * (k - 1) - 1) for n, a, b, d, k in
+                    zip(x[2:], (top, left), (bottom, right), dilations, kernel)] if all(x[2:]) else [None, None]
+            ceil = bool(attrs.get("ceil_mode", 0)) and not conv
+            size = [None if v is None else (-(-v // s) if ceil else v // s) + 1 for v, s in zip(size, strides)]
+            shapes[node.output[0]] = [x[0], None, *size]
+        elif node.op_type in ("GlobalAveragePool", "GlobalMaxPool"):
+            shapes[node.output[0]] = [x[0], x[1], 1, 1]
+        elif node.op_type in ELEMENTWISE:
+            shapes[node.output[0]] = x
     positions = {}
     for out, spec in layers.items():
-        shape = shapes.get(out)
         if spec.node.op_type in ("Conv", "QLinearConv", "ConvInteger"):
+            shape = shapes.get(out)
             if shape and len(shape) == 4 and shape[2] and shape[3]:
                 positions[spec.name] = int(shape[2] * shape[3])
         else:
-            positions[spec.name] = int(np.prod([s for s in (shape or [0, 0])[1:-1] if s])) if shape else 1
+            positions[spec.name] = 1
     return positions
 
 
@@ -473,8 +474,8 @@ class OnnxProgram:
         self.constants = {name: _tensor(parsed.array(name)) for name in parsed.constants}
         inputs = [i for i in graph.input if i.name not in parsed.constants]
         self.inputs = [i.name for i in inputs]
-        dims = inputs[0].type.tensor_type.shape.dim if len(inputs) == 1 else []
-        self.batch = int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None   # a fixed batch size
+        dims = (inputs[0].dims or []) if len(inputs) == 1 else []
+        self.batch = int(dims[0]) if dims and dims[0] else None   # a fixed batch size
         self.outputs = [o.name for o in graph.output]
         self.torch = torch
         self.session: Any = None
@@ -730,9 +731,7 @@ def _dynamic_quantize(args: list, attrs: dict) -> Any:
 
 
 def _constant(args: list, attrs: dict) -> Any:
-    from onnx import numpy_helper
-
-    return _tensor(numpy_helper.to_array(attrs["value"]) if not isinstance(attrs["value"], np.ndarray) else attrs["value"])
+    return _tensor(attrs["value"].array())
 
 
 def _integer_matmul(args: list, attrs: dict) -> Any:
