@@ -366,3 +366,20 @@ def test_onnx_positions_match_the_network(files):
     for label in ("onnx", "qdq", "qonnx", "pt2"):
         assert {l.key: l.positions for l in load_model(files["paths"][label]).layers} == \
             {key: 36 if not key.startswith("fc") else 1 for key in reference}, label
+
+
+def test_onnx_with_external_data(files, tmp_path):
+    """torch.onnx.export's default (dynamo) writes the weights to a data file next to the model."""
+    path = tmp_path / "external.onnx"
+    torch.onnx.export(files["net"], (torch.rand(2, *SHAPE),), path, dynamo=True, external_data=True)
+    data = [p for p in tmp_path.iterdir() if p.name != "external.onnx"]
+    assert data and path.stat().st_size < 100_000                   # the weights are outside the .onnx
+    spec = load_model(path, per_channel=True)
+    for name in NAMES:
+        assert np.array_equal(full_weights(spec, name), files["ints"][name][0]), name
+    with torch.no_grad():
+        images = files["images"][:4]
+        assert torch.allclose(spec.graph_module()(images), files["net"](images), atol=1e-4)
+    data[0].write_bytes(data[0].read_bytes()[:100])                 # a data file that does not belong
+    with pytest.raises(Exception, match="does not hold its .* bytes"):
+        load_model(path)

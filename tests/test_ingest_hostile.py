@@ -138,3 +138,21 @@ def test_random_bytes_as_layer_inputs(tmp_path, capsys):
     assert all(line.startswith("codesign: ") for line in err) and "Traceback" not in "".join(err)
     assert "is not a .npy file (it lacks the NumPy header)" in err[-1] and "pickle" not in err[-1]
     assert not out.exists()
+
+
+def test_onnx_external_data_outside_the_folder(tmp_path, capsys):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((3, 4), np.float32), "fc.weight")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    del weight.external_data[:]
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    weight.ClearField("raw_data")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "fc.weight"], ["y"], transB=1)], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])], [weight])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    refused(capsys, tmp_path, path, "names external data '../../etc/passwd' outside the model's folder")

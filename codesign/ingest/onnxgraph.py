@@ -58,13 +58,14 @@ class Parsed:
     constants: dict[str, Any]
     producer: dict[str, Any]
     consumers: dict[str, list] = field(default_factory=dict)
+    folder: Path = Path(".")          #: where external tensor data lives: the model file's folder
 
     def array(self, name: str) -> Optional[np.ndarray]:
         tensor = self.constants.get(name)
         if tensor is None:
             return None
         if not isinstance(tensor, np.ndarray):
-            tensor = tensor.array()
+            tensor = tensor.array(self.folder)
             self.constants[name] = tensor
         return tensor
 
@@ -137,7 +138,7 @@ def _parse(file: Path, shown: str) -> Parsed:
             producer[out] = node
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    return Parsed(model, constants, producer, consumers)
+    return Parsed(model, constants, producer, consumers, file.parent)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -731,7 +732,7 @@ def _dynamic_quantize(args: list, attrs: dict) -> Any:
 
 
 def _constant(args: list, attrs: dict) -> Any:
-    return _tensor(attrs["value"].array())
+    return _tensor(attrs["value"].array(Path(".")))
 
 
 def _integer_matmul(args: list, attrs: dict) -> Any:

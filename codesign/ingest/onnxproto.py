@@ -9,6 +9,7 @@ keep a view of their bytes until :meth:`Tensor.array` is asked for; sizes are ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -100,17 +101,17 @@ class Tensor:
     data_type: int
     raw: Optional[memoryview] = None
     typed: Optional[list] = None
-    external: bool = False
+    external: Optional[dict[str, str]] = None    #: ``location``, ``offset``, ``length`` of external data
 
-    def array(self) -> np.ndarray:
+    def array(self, folder: Path) -> np.ndarray:
+        """The tensor's values; external data is read from ``folder`` (the model file's)."""
         what = f"ONNX tensor '{self.name}'"
-        if self.external:
-            raise CodesignError(f"{what} is stored in an external data file: save the model with its tensors inside "
-                                f"(onnx.save_model(model, f, save_as_external_data=False))")
         if self.data_type not in DTYPES:
             raise CodesignError(f"{what} has ONNX data type {self.data_type}, which codesign does not read")
         count = check_size(self.dims, what)
         dtype = np.dtype(DTYPES[self.data_type]).newbyteorder("<")
+        if self.external is not None:
+            self.raw = _external(self.external, folder, count * dtype.itemsize, what)
         if self.raw is not None:
             if len(self.raw) != count * dtype.itemsize:
                 raise CodesignError(f"{what} holds {len(self.raw)} bytes for {count} values of {dtype}: the file is corrupt")
@@ -135,7 +136,12 @@ def _tensor(data: memoryview) -> Tensor:
     data_type = next((v for n, w, v in fields if n == 2), 0)
     name = next((_string(v) for n, w, v in fields if n == 8), "")
     raw = next((v for n, w, v in fields if n == 9), None)
-    external = next((v for n, w, v in fields if n == 14), 0) == 1
+    external = None
+    if next((v for n, w, v in fields if n == 14), 0) == 1:
+        external = {}
+        for _, entry in get(13):
+            pairs = {m: _string(x) for m, _, x in _fields(entry)}
+            external[pairs.get(1, "")] = pairs.get(2, "")
     typed = None
     if raw is None:
         if data_type == 1:
@@ -149,6 +155,28 @@ def _tensor(data: memoryview) -> Tensor:
         else:
             typed = _ints(get(5))
     return Tensor(name, dims, int(data_type), raw, typed, external)
+
+
+def _external(entry: dict[str, str], folder: Path, size: int, what: str) -> memoryview:
+    """``size`` bytes of external data: a file inside the model's folder, at the stated offset."""
+    location = entry.get("location", "")
+    parts = Path(location).parts
+    if not location or Path(location).is_absolute() or ".." in parts:
+        raise CodesignError(f"{what} names external data '{location}' outside the model's folder; keep the data "
+                            f"file next to the model")
+    path = folder / location
+    try:
+        offset, length = int(entry.get("offset", 0)), int(entry.get("length", size))
+        total = path.stat().st_size
+    except (ValueError, OSError) as exc:
+        raise CodesignError(f"{what}: its external data file '{location}' is missing or unreadable ({exc}); keep it "
+                            f"next to the model") from None
+    if length != size or offset < 0 or offset + length > total:
+        raise CodesignError(f"{what}: external data '{location}' [{offset}, {offset + length}) does not hold its "
+                            f"{size} bytes (file of {total}): the files do not belong together")
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return memoryview(handle.read(length))
 
 
 @dataclass
