@@ -156,3 +156,14 @@ def test_onnx_external_data_outside_the_folder(tmp_path, capsys):
     path = tmp_path / "m.onnx"
     path.write_bytes(helper.make_model(graph).SerializeToString())
     refused(capsys, tmp_path, path, "names external data '../../etc/passwd' outside the model's folder")
+
+
+def test_torchscript_for_other_images(tmp_path, capsys):
+    """TorchScript records no input shape: a model for 3-channel images meets the digits only when it
+    runs, and says so in one line (simulate then falls back to random inputs)."""
+    path = tmp_path / "rgb.pt"
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 10 * 10, 10)).eval()
+    torch.jit.save(torch.jit.trace(net, torch.zeros(1, 3, 12, 12)), path)
+    assert main(["emulate", "--data", "digits", "--model", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "the model does not run on images of shape 1×8×8" in err[-1] and "Traceback" not in "".join(err)

@@ -57,7 +57,12 @@ class LayerGraph(torch.nn.Module):
             attach(self, layer.name, float_layer(layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._program.value.run(self, x)
+        try:
+            return self._program.value.run(self, x)
+        except RuntimeError as exc:     # the graph's own shape checks: the images do not fit the model
+            message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CodesignError(f"the model does not run on images of shape {'×'.join(map(str, x.shape[1:]))}: "
+                                f"{message}; use the dataset it was made for") from None
 
     def native(self, x: torch.Tensor) -> Optional[torch.Tensor]:
         """The model run by its own framework (quantized kernels, onnxruntime), or None."""
