@@ -92,10 +92,9 @@ def read_onnx(file: Path, shown: str) -> Any:
         if weight is None:
             ignored.append(f"{node.name or op} ({op} of two activations: digital)")
             continue
-        values, scale = weight
         name = names.get(weight_name) or _layer_name(node, _named_by(parsed, node, weight_name), index, names)
         names[weight_name] = name
-        result = _layer(parsed, node, name, values, scale, shown)
+        result = _layer(parsed, node, name, weight, shown)
         if isinstance(result, str):
             unsupported.append(result)
             continue
@@ -191,9 +190,19 @@ def _quant_range(attrs: dict[str, Any], bits: float, name: str) -> tuple[int, in
     return 0, (1 << bits) - 1 - narrow
 
 
-def _weight(parsed: Parsed, node: Any, name: str, shown: str) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
-    """The constant weight feeding ``node`` as ``(values, scale)`` (integers and per-row scale when
-    quantized; a scale over the tensor's last axis for MatMul weights is handled by the caller), or None."""
+@dataclass
+class Weight:
+    """A layer node's constant weight in the file's layout: float ``values``, or integers ``q`` with
+    ``w = (q − zero) · scale``, the parameters per tensor or along the layer's output axis."""
+
+    values: np.ndarray
+    scale: Optional[np.ndarray] = None
+    zero: Optional[np.ndarray] = None
+
+
+def _weight(parsed: Parsed, node: Any, name: str, shown: str) -> Optional[Weight]:
+    """The constant weight feeding ``node`` (directly, through Identity, DequantizeLinear or QONNX
+    Quant, or as a QOperator node's integer input), or None when it is an activation."""
     op = node.op_type
     if op in ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger"):
         q = parsed.array(name)
@@ -207,13 +216,13 @@ def _weight(parsed: Parsed, node: Any, name: str, shown: str) -> Optional[tuple[
             scale = _integer_op_scale(parsed, node)
         if scale is None or zero is None:
             raise CodesignError(f"{shown}: the scale or zero point of '{node.name or op}' is not a constant")
-        return _integer_weight(q, scale, zero, op, node.name or op), None
-    source = parsed.producer.get(name)
+        return _quantized(q, scale, zero, _output_axis(node, q.ndim), node, node.name or op)
     if name in parsed.constants:
-        return weight_array(parsed.array(name), f"ONNX weight '{name}'")[0], None
+        return Weight(weight_array(parsed.array(name), f"ONNX weight '{name}'")[0])
+    source = parsed.producer.get(name)
     if source is None:
         return None
-    if source.op_type in ("Identity",) and source.input[0] in parsed.constants:
+    if source.op_type == "Identity":
         return _weight(parsed, node, source.input[0], shown)
     if source.op_type == "DequantizeLinear":
         q = parsed.array(source.input[0])
@@ -221,8 +230,7 @@ def _weight(parsed: Parsed, node: Any, name: str, shown: str) -> Optional[tuple[
             return None
         scale = parsed.array(source.input[1])
         zero = parsed.array(source.input[2]) if len(source.input) > 2 and source.input[2] else np.zeros(1, np.int64)
-        axis = int(_attrs(source).get("axis", 1))
-        return _axis_weight(q, scale, zero, axis, node, source.name or name)
+        return _quantized(q, scale, zero, int(_attrs(source).get("axis", 1)), node, source.name or name)
     if source.op_type == "Quant" and source.domain in QONNX_DOMAINS:
         x = parsed.array(source.input[0])
         if x is None:
@@ -235,15 +243,14 @@ def _weight(parsed: Parsed, node: Any, name: str, shown: str) -> Optional[tuple[
         mode = mode.decode() if isinstance(mode, bytes) else mode
         if mode != "ROUND":
             raise CodesignError(f"QONNX Quant '{source.name}' rounds with {mode}; codesign reads ROUND (half to even)")
-        scale_b = np.broadcast_to(scale, x.shape) if scale.size > 1 else scale
-        q = np.clip(np.rint(x / scale_b + zero), qmin, qmax)
-        axis = _output_axis(node, x.ndim)
-        return _axis_weight(q.astype(np.int64), scale.reshape(-1), zero.reshape(-1), axis, node, source.name)
+        q = np.clip(np.rint(x / scale + zero), qmin, qmax).astype(np.int64)     # scale broadcasts as in ONNX
+        return _quantized(q, scale, zero, _output_axis(node, x.ndim), node, source.name)
     return None
 
 
-def _integer_op_scale(parsed: Parsed, node: Any) -> Optional[np.ndarray]:
-    """ConvInteger/MatMulInteger: the constant weight scale of ``Mul(Cast(out), Mul(x_scale, w_scale))``."""
+def _integer_op_scale(parsed: Parsed, node: Any) -> np.ndarray:
+    """ConvInteger/MatMulInteger: the constant weight scale of ``Mul(Cast(out), Mul(x_scale, w_scale))``,
+    else 1 (the integers are exact either way; the graph's own Mul rescales the output)."""
     for cast in parsed.consumers.get(node.output[0], []):
         if cast.op_type != "Cast":
             continue
@@ -268,74 +275,54 @@ def _output_axis(node: Any, ndim: int) -> int:
     return ndim - 1
 
 
-def _axis_weight(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, node: Any, name: str) -> Any:
-    """Integers of a dequantized weight with per-axis parameters (see :func:`_integer_weight`)."""
+def _quantized(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, node: Any, name: str) -> Weight:
+    """A quantized weight, checked: integers, parameters per tensor or along the output axis."""
     if not np.issubdtype(q.dtype, np.integer):
         raise CodesignError(f"ONNX weight '{name}' is dequantized from {q.dtype} values, not integers")
     scale, zero = np.asarray(scale, np.float64).reshape(-1), np.asarray(zero).reshape(-1)
-    op = node.op_type
-    if scale.size > 1 and axis % q.ndim != _output_axis(node, q.ndim):
+    if max(scale.size, zero.size) > 1 and axis % q.ndim != _output_axis(node, q.ndim):
         raise CodesignError(f"ONNX weight '{name}' is quantized per channel along axis {axis}, not along its output "
                             f"channels: codesign needs one scale per output")
-    return _integer_weight(q, scale, zero, op, name), scale
+    return Weight(q.astype(np.int64), scale, zero)
 
 
-def _integer_weight(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, op: str, name: str) -> Any:
-    """``(n, scale)`` with ``n`` laid out output-first like a PyTorch weight."""
-    q = np.asarray(q)
-    if not np.issubdtype(q.dtype, np.integer):
-        raise CodesignError(f"ONNX weight '{name}' holds {q.dtype} values, not integers")
-    if op in ("Conv", "QLinearConv", "ConvInteger"):
-        return integers(q.astype(np.int64), scale, zero, f"ONNX weight '{name}'")
-    return q.astype(np.int64), scale, zero   # [in, out]: oriented by _layer
-
-
-def _layer(parsed: Parsed, node: Any, name: str, values: Any, scale: Any, shown: str) -> Any:
-    """``(Found, OnnxLayer)`` for a layer node, or a string naming why it is unsupported."""
+def _layer(parsed: Parsed, node: Any, name: str, weight: Weight, shown: str) -> Any:
+    """``(Found, OnnxLayer)`` for a layer node, or a string naming why it is unsupported. The weight is
+    laid out output-first like PyTorch's (``[Cout, Cin/g, kh, kw]``, ``[out, in]``)."""
     op = node.op_type
     attrs = _attrs(node)
-    if isinstance(values, tuple) and len(values) == 2:      # integers and per-output scale
-        values, scale = values
-    elif isinstance(values, tuple):                         # MatMul-like integer weight [in, out] or [out, in]
-        q, scale, zero = values
-        transposed = op in ("Gemm", "QGemm") and int(attrs.get("transB", 0))
-        weight = q if transposed else q.T
-        values, scale = integers(np.ascontiguousarray(weight), scale, zero, f"ONNX weight '{name}'")
+    values = weight.values
+    conv_op = op in ("Conv", "QLinearConv", "ConvInteger")
+    if not conv_op:
+        if values.ndim != 2:
+            return f"'{name}' ({op} with a {values.ndim}-D weight)"
+        if op in ("Gemm", "QGemm") and int(attrs.get("transA", 0)):
+            return f"'{name}' (Gemm with transA=1)"
+        if not (op in ("Gemm", "QGemm") and int(attrs.get("transB", 0))):
+            values = values.T                                    # [in, out] → [out, in]
+    scale = None
+    if weight.scale is not None:
+        values, scale = integers(np.ascontiguousarray(values), weight.scale, weight.zero, f"ONNX weight '{name}'")
+    alpha = float(attrs.get("alpha", 1.0)) if op in ("Gemm", "QGemm") else 1.0
+    if alpha != 1.0:
+        scale, values = (scale * alpha, values) if scale is not None else (None, values * alpha)
     spec = OnnxLayer(name, node, input_quant=_input_quant(parsed, node))
     bias = _bias(parsed, node, scale, spec)
-    if op in ("Conv", "QLinearConv", "ConvInteger"):
+    if conv_op:
         if values.ndim != 4:
             return f"'{name}' ({values.ndim - 2}-D convolution: Conv1d/Conv3d)"
         groups = int(attrs.get("group", 1))
         kernel = tuple(int(k) for k in values.shape[2:])
         strides = tuple(attrs.get("strides", (1, 1)))
         dilations = tuple(attrs.get("dilations", (1, 1)))
-        pads = _pads(attrs, kernel, dilations, strides, name)
-        top, left, bottom, right = pads
-        padding = (top, left) if (top, left) == (bottom, right) else (0, 0)
-        if (top, left) != (bottom, right):
+        top, left, bottom, right = _pads(attrs, kernel, dilations, strides, name)
+        symmetric = (top, left) == (bottom, right)
+        if not symmetric:
             spec.pads = (left, right, top, bottom)
         conv = ConvInfo(int(values.shape[1]) * groups, int(values.shape[0]), kernel, (int(strides[0]), int(strides[1])),
-                        padding, (int(dilations[0]), int(dilations[1])), groups)
+                        (top, left) if symmetric else (0, 0), (int(dilations[0]), int(dilations[1])), groups)
         found = Found(name, "conv2d", values, conv, scale, bias)
     else:
-        if op in ("Gemm", "QGemm"):
-            if int(attrs.get("transA", 0)):
-                return f"'{name}' (Gemm with transA=1)"
-            if scale is None:
-                values = values if int(attrs.get("transB", 0)) else values.T
-            alpha = float(attrs.get("alpha", 1.0))
-            if alpha != 1.0:
-                if scale is None:
-                    values = values * alpha
-                else:
-                    scale = scale * alpha
-        elif scale is None:
-            if values.ndim != 2:
-                return f"'{name}' (MatMul with a {values.ndim}-D weight)"
-            values = values.T
-        if values.ndim != 2:
-            return f"'{name}' ({op} with a {values.ndim}-D weight)"
         found = Found(name, "linear", np.ascontiguousarray(values), None, scale, bias)
     if op in ("ConvInteger", "MatMulInteger"):
         spec.rescale = scale
