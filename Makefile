@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	# the CPU build of torch, first and exactly: a bare 'torch' would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q setuptools wheel
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,fpga,dev]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,fpga,dev,onnx]"
 	touch $@
 
 demo: install

@@ -104,7 +104,7 @@ def collect_stats(model: ModelSpec, config: HardwareConfig, quant: dict[str, Inp
         layer, spec = stats[key], specs[key]
         geometry = config.geometry(config.layer(key))
         sample = u[::layer.stride]
-        correction = quant[spec.name].offset(spec.input_bits) * spec.q.sum(axis=0, dtype=np.int64)
+        correction = quant[spec.name].offset * spec.q.sum(axis=0, dtype=np.int64)
         ideal = exact_product(sample, spec.q, product_bound((1 << spec.input_bits) - 1, spec.q))
         layer.abs_output += float(np.abs(ideal - correction).sum())
         layer.vectors += len(sample)

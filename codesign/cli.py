@@ -24,9 +24,11 @@ def note(message: str) -> None:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", metavar="FILE",
-                       help="state_dict, codesign checkpoint or TorchScript file (default: the bundled digits CNN)")
+                       help="codesign checkpoint, state_dict, safetensors, TorchScript, torch.export .pt2 or ONNX file, "
+                            "float or quantized (default: the bundled digits CNN)")
     group.add_argument("--weight-bits", type=int, metavar="WB",
-                       help="two's-complement weight bits (default: the checkpoint's, else 8)")
+                       help="two's-complement weight bits (default: the checkpoint's, else what a quantized "
+                            "model's integers need, else 8)")
     group.add_argument("--input-bits", type=int, metavar="A",
                        help="unsigned activation bits (default: the checkpoint's, else 8)")
     group.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")

@@ -91,7 +91,7 @@ class ModelInfo(_Model):
 
     path: str = Field(description="Model file as given, or 'bundled:<file>' for the bundled model.")
     sha256: str
-    format: Literal["state_dict", "checkpoint", "torchscript", "module"]
+    format: Literal["state_dict", "checkpoint", "torchscript", "module", "pt2", "onnx", "safetensors"]
     arch: Optional[str] = None
     per_channel: bool = False
 

@@ -38,6 +38,8 @@ from .config import HardwareConfig
 from .errors import CodesignError
 from .golden import CrossbarLayer, NonIdeality, exact_product, product_bound
 from .ingest import LayerSpec, ModelSpec
+from .ingest.graph import LayerGraph
+from .ingest.tensors import ActivationQuant
 
 MODES = ("float", "ideal", "crossbar")
 BATCH = 256  #: Images per forward pass.
@@ -47,27 +49,51 @@ Observer = Callable[[str, np.ndarray], None]   #: Called with (layer key, intege
 
 @dataclass(frozen=True)
 class InputQuant:
-    """How one layer's float input becomes ``a``-bit integers (module docstring, step 1)."""
+    """How one layer's float input becomes integers (module docstring, step 1):
+    ``x_q = clamp(round(x / scale), low, high)``, driven on the wordlines as ``u = x_q + offset``
+    (``0 … 2^a − 1``); the periphery subtracts ``offset · Σ_r Q[r, j]``."""
 
     scale: float    #: Float value of one integer input step.
-    signed: bool    #: Signed inputs, driven with the offset ``2^(a−1)``.
+    offset: int     #: Added to ``x_q`` on the wordlines (a zero point, or ``2^(a−1)`` for signed inputs).
+    low: int        #: Smallest ``x_q``.
+    high: int       #: Largest ``x_q``.
+    source: str = "train"   #: ``"train"`` (calibrated on the train split) or ``"model"`` (the model's own).
 
-    def offset(self, bits: int) -> int:
-        """Value added to ``x_q`` on the wordlines: ``2^(a−1)`` if signed, else 0."""
-        return 1 << (bits - 1) if self.signed else 0
+    @classmethod
+    def calibrated(cls, low: float, high: float, bits: int, name: str) -> "InputQuant":
+        """Unsigned (every input ≥ 0) or signed-with-offset (module docstring) from the range seen."""
+        if low < 0 and bits < 2:
+            raise CodesignError(f"layer '{name}' gets negative inputs, which need at least 2 input bits "
+                                f"(one for the offset, DESIGN 3.6); raise --input-bits")
+        peak = max(-low, high)
+        if low < 0:
+            levels = (1 << (bits - 1)) - 1
+            return cls(peak / levels if peak > 0 else 1.0, 1 << (bits - 1), -levels, levels)
+        levels = (1 << bits) - 1
+        return cls(peak / levels if peak > 0 else 1.0, 0, 0, levels)
 
-    def limits(self, bits: int) -> tuple[int, int]:
-        """Range of ``x_q``: ``±(2^(a−1) − 1)`` if signed, else ``0 … 2^a − 1``."""
-        return (-((1 << (bits - 1)) - 1), (1 << (bits - 1)) - 1) if self.signed else (0, (1 << bits) - 1)
+    @classmethod
+    def from_model(cls, own: ActivationQuant) -> "InputQuant":
+        """A quantized model's ``q = clamp(round(x/s) + z, qmin, qmax)``: ``x_q = q − z``, ``u = q − qmin``."""
+        return cls(own.scale, own.zero_point - own.qmin, own.qmin - own.zero_point, own.qmax - own.zero_point, "model")
+
+    @property
+    def signed(self) -> bool:
+        return self.low < 0
+
+    def limits(self) -> tuple[int, int]:
+        """Range of ``x_q``."""
+        return self.low, self.high
 
 
 def float_module(model: ModelSpec) -> Any:
     """The model's ``nn.Module``, or a one-line error when the file has no architecture."""
     import torch
 
+    model.graph_module()
     if not isinstance(model.module, torch.nn.Module) or isinstance(model.module, torch.jit.ScriptModule):
-        raise CodesignError(f"{model.info.path}: whole-model emulation needs the architecture — save the model "
-                            f"as a codesign checkpoint (codesign.checkpoint); a state_dict or TorchScript file "
+        raise CodesignError(f"{model.info.path}: whole-model emulation needs the model's graph — a codesign "
+                            f"checkpoint, TorchScript, torch.export .pt2 or ONNX file; a {model.info.format} file "
                             f"only supports 'codesign emulate --layer'")
     return model.module
 
@@ -86,7 +112,9 @@ def _mapped_modules(module: Any) -> dict[str, Any]:
 
 
 def calibrate_inputs(model: ModelSpec, images: np.ndarray, batch_size: int = BATCH) -> dict[str, InputQuant]:
-    """Activation scale of every mapped layer from the float model's inputs on ``images``."""
+    """Input quantization of every mapped layer: a quantized model's own activation parameters
+    where it has them (and they fit the layer's input bits), else a scale calibrated from the
+    float model's inputs on ``images``."""
     module = float_module(model)
     seen: dict[str, list[float]] = {}
 
@@ -103,15 +131,13 @@ def calibrate_inputs(model: ModelSpec, images: np.ndarray, batch_size: int = BAT
         for handle in handles:
             handle.remove()
     bits = {spec.name: spec.input_bits for spec in model.layers}
+    own = module.activation_quant(images) if isinstance(module, LayerGraph) else {}
     quant = {}
     for name, (low, high) in seen.items():
-        signed = low < 0
-        if signed and bits[name] < 2:
-            raise CodesignError(f"layer '{name}' gets negative inputs, which need at least 2 input bits "
-                                f"(one for the offset, DESIGN 3.6); raise --input-bits")
-        levels = (1 << (bits[name] - 1)) - 1 if signed else (1 << bits[name]) - 1
-        peak = max(-low, high)
-        quant[name] = InputQuant(scale=peak / levels if peak > 0 else 1.0, signed=signed)
+        if name in own and own[name].bits <= bits[name]:
+            quant[name] = InputQuant.from_model(own[name])
+        else:
+            quant[name] = InputQuant.calibrated(low, high, bits[name], name)
     return quant
 
 
@@ -127,9 +153,8 @@ def _crossbar_module(module: Any, specs: list[LayerSpec], quant: InputQuant,
     import torch
     import torch.nn.functional as F
 
-    bits = specs[0].input_bits
-    offset = quant.offset(bits)
-    low, high = quant.limits(bits)
+    offset = quant.offset
+    low, high = quant.limits()
     corrections = [offset * spec.q.sum(axis=0, dtype=np.int64) for spec in specs]
     out_scale = torch.from_numpy(np.concatenate([spec.scale for spec in specs]) * quant.scale)
     K = specs[0].q.shape[0]
@@ -185,6 +210,8 @@ def emulated_module(model: ModelSpec, quant: dict[str, InputQuant], mode: str,
     if mode == "crossbar" and config is None:
         raise ValueError("crossbar mode needs a HardwareConfig")
     module = copy.deepcopy(module)
+    if isinstance(module, LayerGraph):
+        module.quantize_activations = True
     groups: dict[str, list[LayerSpec]] = {}
     for spec in model.layers:
         groups.setdefault(spec.name, []).append(spec)
@@ -252,11 +279,22 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
     """Integer activations ``X[B, K]`` (or one vector ``[K]``) from a ``.npy`` file, checked against
     the layer: ``K`` columns, integers in ``0 … 2^a − 1``. Errors name the file, problem and fix."""
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            raise CodesignError(f"{path} is not a .npy file (it lacks the NumPy header"
+                                f"{', it is empty' if not magic else ''}); save the inputs with numpy.save")
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CodesignError(f"inputs file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CodesignError(f"{path} is not a numpy .npy array of integers ({exc}); save one with numpy.save") from None
+    except IsADirectoryError:
+        raise CodesignError(f"{path} is a folder, not a .npy file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        if "allow_pickle" in str(exc):
+            raise CodesignError(f"{path} holds Python objects, not integers; save an integer array with "
+                                f"numpy.save") from None
+        raise CodesignError(f"{path} is a damaged .npy file ({str(exc).splitlines()[0][:120]}); save the inputs "
+                            f"again with numpy.save") from None
     peak = (1 << input_bits) - 1
     if not np.issubdtype(x.dtype, np.integer):
         raise CodesignError(f"{path} holds {x.dtype} values; layer '{key}' takes integer activations 0..{peak} "
@@ -289,25 +327,52 @@ def accuracy_report(model: ModelSpec, config: HardwareConfig, data: str, split: 
     images, labels = load_dataset(data, split)
     check_images(model, images, data)
     quant = calibrate_inputs(model, calibration)
-    return {
-        "data": data, "split": split, "images": int(len(labels)), "activation_scales_from": "train",
+    sources = sorted({q.source for q in quant.values()})
+    report = {
+        "data": data, "split": split, "images": int(len(labels)),
+        "activation_scales_from": "+".join(sources),
         "weight_bits": sorted({spec.weight_bits for spec in model.layers}),
         "input_bits": sorted({spec.input_bits for spec in model.layers}),
         "nonideal": vars(nonideal).copy() if nonideal is not None and nonideal.active else None,
         "accuracy": accuracies(model, config, images, labels, quant, nonideal, progress),
     }
+    native = native_module(model, images[:1])
+    if native is not None:
+        report["accuracy"]["native"] = accuracy(native, images, labels, progress=" native" if progress else None)
+        report["native_runtime"] = model.module.runtime
+    return report
+
+
+def native_module(model: ModelSpec, sample: np.ndarray) -> Any:
+    """A module running a graph model in its own framework (torch.ao's quantized kernels,
+    onnxruntime), or None when there is none."""
+    import torch
+
+    graph = model.graph_module()
+    if not isinstance(graph, LayerGraph) or graph.native(torch.from_numpy(sample)) is None:
+        return None
+
+    class Native(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return graph.native(x)
+
+    return Native()
 
 
 def format_accuracy_report(report: dict[str, Any]) -> str:
     """The report of :func:`accuracy_report` as a few readable lines."""
     bits = lambda values: "/".join(map(str, values))     # noqa: E731 - a one-line formatter
     acc = report["accuracy"]
+    scales = {"train": "activation scales from the train split", "model": "the model's own activation quantization",
+              "model+train": "the model's own activation quantization, the train split where it has none"}
     lines = [f"{report['data']}, {report['split']} split ({report['images']} images); "
-             f"activation scales from the {report['activation_scales_from']} split",
+             f"{scales[report['activation_scales_from']]}",
              f"  float     {acc['float']:6.2f} %   float activations, the model file's weights",
              f"  ideal     {acc['ideal']:6.2f} %   {bits(report['input_bits'])}-bit activations, "
              f"{bits(report['weight_bits'])}-bit weights, exact integer products",
              f"  crossbar  {acc['crossbar']:6.2f} %   DESIGN section 3 under the config"]
+    if "native" in acc:
+        lines.append(f"  native    {acc['native']:6.2f} %   the model run by {report['native_runtime']}")
     if report["nonideal"]:
         noise = report["nonideal"]
         lines.append(f"            non-idealities: conductance σ = {noise['conductance_sigma']}, "

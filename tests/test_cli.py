@@ -116,7 +116,7 @@ def bad_inputs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "text.pt"], "text.pt is not a PyTorch model file"),
+    (["--model", "text.pt"], "text.pt is not a model file codesign reads"),
     (["--model", "truncated.pt"], "truncated.pt is truncated or corrupt"),
     (["--model", "nolayers.pt"], "no Conv2d or Linear weights in nolayers.pt"),
     (["--model", "inf.pt"], "layer 'classifier.1' has 1 NaN or inf weights"),

@@ -60,7 +60,7 @@ def reference_forward(net, quant, x):
     """The ideal integer model with PyTorch ops: each layer sees its quantized input x_q·s."""
     def quantized(name, value):
         q = quant[name]
-        low, high = q.limits(8)
+        low, high = q.limits()
         return torch.clamp(torch.round(value / q.scale), low, high) * q.scale
 
     x = x.double()

@@ -120,8 +120,10 @@ def test_float_weights_quantize_symmetrically():
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"hello world\n", "is not a PyTorch model file"),
-    (b"", "is not a PyTorch model file (it is neither a torch.save archive nor a pickle, it is empty)"),
+    (b"hello world\n", "is not a model file codesign reads (a state_dict or codesign checkpoint (torch.save), "
+                        "TorchScript, torch.export .pt2, ONNX or safetensors)"),
+    (b"", "is not a model file codesign reads (a state_dict or codesign checkpoint (torch.save), TorchScript, "
+          "torch.export .pt2, ONNX or safetensors; it is empty)"),
     (b"\x80\x02\x8a", "is truncated or corrupt"),
 ])
 def test_unreadable_files(tmp_path, content, message):
@@ -166,7 +168,7 @@ def test_bundled_model_loads():
 
 
 def test_state_dict_read_without_torch_equals_torch_load(tmp_path):
-    from codesign.ingest import _state_dict_arrays
+    from codesign.ingest.archive import state_dict_arrays as _state_dict_arrays
 
     torch.manual_seed(4)
     state = {"a.weight": torch.randn(3, 4), "half.weight": torch.randn(2, 2, 3, 3).half(),
@@ -186,7 +188,7 @@ def test_state_dict_read_without_torch_equals_torch_load(tmp_path):
     {"w.weight": torch.ones(2, 2), "epoch": 3},
 ])
 def test_other_archives_fall_back_to_torch_load(tmp_path, state):
-    from codesign.ingest import _state_dict_arrays
+    from codesign.ingest.archive import state_dict_arrays as _state_dict_arrays
 
     path = tmp_path / "x.pt"
     torch.save(state, path)
