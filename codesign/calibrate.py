@@ -1,4 +1,4 @@
-"""Per-column ADC calibration below lossless (DESIGN 3.11, "per-column calibrated").
+"""Per-column ADC calibration below lossless (docs/design.md §3.11, "per-column calibrated").
 
 Chooses for every physical column a resolution ``b`` at or below its lossless bits ``b_p`` (3.10)
 and a shift ``k`` (3.8) from real activation statistics, so that the crossbar-emulated accuracy

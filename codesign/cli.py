@@ -1,4 +1,4 @@
-"""The ``codesign`` command line (DESIGN.md section 6).
+"""The ``codesign`` command line (docs/design.md §6).
 
 Only argparse is imported at start-up, so ``codesign --help`` answers at once; each command
 imports the stages it needs. Errors about the user's input print one line and exit with 1.
@@ -37,7 +37,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_crossbar_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("crossbar (DESIGN section 3)")
+    group = parser.add_argument_group("crossbar (docs/design.md §3)")
     group.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
     group.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
     group.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
@@ -98,7 +98,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
 
 
 def default_crossbar(model: Any) -> dict:
-    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of DESIGN 3."""
+    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of docs/design.md §3."""
     pruned_for = model.meta.get("crossbar") or {}
     values = {name: pruned_for.get(name, default) for name, default in CROSSBAR_DEFAULTS.items()}
     if pruned_for:
@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weight-bits", type=int, metavar="WB", help="two's-complement weight bits (default 8)")
     model.add_argument("--input-bits", type=int, metavar="A", help="unsigned activation bits (default 8)")
     model.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")
-    xbar = prune.add_argument_group("crossbar (DESIGN section 3; tiles during pruning are exactly these)")
+    xbar = prune.add_argument_group("crossbar (docs/design.md §3; tiles during pruning are exactly these)")
     xbar.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
     xbar.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
     xbar.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")

@@ -1,4 +1,4 @@
-"""``HardwareConfig``: the contract between the stages (DESIGN.md section 4).
+"""``HardwareConfig``: the contract between the stages (docs/design.md §4).
 
 A pydantic model written as ``hw_config.json``. Users may edit it and feed it back with
 ``--config``; :func:`load_config` turns any schema violation into one line that names the layer
@@ -30,7 +30,7 @@ class _Model(BaseModel):
 
 
 class CrossbarConfig(_Model):
-    """Crossbar geometry shared by every tile it applies to (DESIGN 3)."""
+    """Crossbar geometry shared by every tile it applies to (docs/design.md §3)."""
 
     rows: int = Field(128, ge=1, le=4096, description="Wordlines per crossbar (R).")
     cols: int = Field(128, ge=2, le=4096, description="Physical bitlines per crossbar (C).")

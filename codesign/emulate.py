@@ -1,4 +1,4 @@
-"""Whole-model emulation: every Conv2d/Linear of a model runs on its crossbars (DESIGN 3, 6).
+"""Whole-model emulation: every Conv2d/Linear of a model runs on its crossbars (docs/design.md §3, §6).
 
 The model's float ``nn.Module`` is copied and each Conv2d/Linear is replaced by a module that
 
@@ -9,13 +9,13 @@ The model's float ``nn.Module`` is copied and each Conv2d/Linear is replaced by 
      ``u = clamp(round(x / s), 0, 2^a − 1)`` with ``s = max x / (2^a − 1)``;
    * **signed** (some calibration input < 0, e.g. a normalized image entering the first layer):
      ``x_q = clamp(round(x / s), −(2^(a−1) − 1), 2^(a−1) − 1)`` with ``s = max|x| / (2^(a−1) − 1)``.
-     The crossbar only takes unsigned inputs (DESIGN 3.6), so it is driven with the offset value
+     The crossbar only takes unsigned inputs (docs/design.md §3.6), so it is driven with the offset value
      ``u = x_q + 2^(a−1)`` (``1 … 2^a − 1``) and the digital periphery subtracts the constant
      ``2^(a−1) · Σ_r Q[r, j]`` from output ``j``. With a lossless crossbar this is exactly
      ``x_q @ Q``; a lossy ADC sees the offset inputs, as the hardware would;
 
 2. builds the layer matrix's input vectors: a Conv2d is unfolded (im2col, honouring stride,
-   padding, dilation and groups; rows in PyTorch flatten order (cin, kh, kw), DESIGN 3.1; zero
+   padding, dilation and groups; rows in PyTorch flatten order (cin, kh, kw), docs/design.md §3.1; zero
    padding is applied to ``x_q`` before the offset), a Linear takes ``x`` as is;
 3. runs each group's matrix: ``ideal`` mode computes ``u @ Q`` exactly; ``crossbar`` mode runs
    :class:`codesign.golden.CrossbarLayer` under the layer's ``LayerConfig`` (and optional
@@ -108,7 +108,7 @@ def calibrate_inputs(model: ModelSpec, images: np.ndarray, batch_size: int = BAT
         signed = low < 0
         if signed and bits[name] < 2:
             raise CodesignError(f"layer '{name}' gets negative inputs, which need at least 2 input bits "
-                                f"(one for the offset, DESIGN 3.6); raise --input-bits")
+                                f"(one for the offset, docs/design.md §3.6); raise --input-bits")
         levels = (1 << (bits[name] - 1)) - 1 if signed else (1 << bits[name]) - 1
         peak = max(-low, high)
         quant[name] = InputQuant(scale=peak / levels if peak > 0 else 1.0, signed=signed)
@@ -174,7 +174,7 @@ def emulated_module(model: ModelSpec, quant: dict[str, InputQuant], mode: str,
     """A copy of the model's module with every Conv2d/Linear running in ``mode``.
 
     ``mode`` is ``"float"`` (the module itself), ``"ideal"`` (exact integer ``u @ Q``) or
-    ``"crossbar"`` (DESIGN section 3 under ``config``, with ``nonideal`` if given). ``observer``
+    ``"crossbar"`` (docs/design.md §3 under ``config``, with ``nonideal`` if given). ``observer``
     sees every group's integer inputs ``u[M, K]`` as they are computed.
     """
     if mode not in MODES:
@@ -260,19 +260,19 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
     peak = (1 << input_bits) - 1
     if not np.issubdtype(x.dtype, np.integer):
         raise CodesignError(f"{path} holds {x.dtype} values; layer '{key}' takes integer activations 0..{peak} "
-                            f"({input_bits}-bit unsigned, DESIGN 3.6): quantize them first")
+                            f"({input_bits}-bit unsigned, docs/design.md §3.6): quantize them first")
     if x.ndim not in (1, 2) or x.shape[-1] != rows:
         raise CodesignError(f"{path} has shape {list(x.shape)}; layer '{key}' takes [B, {rows}] "
                             f"(one row of K = {rows} inputs per vector)")
     if x.size and (x.min() < 0 or x.max() > peak):
         raise CodesignError(f"{path} holds values {int(x.min())}..{int(x.max())}; layer '{key}' takes "
-                            f"{input_bits}-bit unsigned inputs 0..{peak} (DESIGN 3.6)")
+                            f"{input_bits}-bit unsigned inputs 0..{peak} (docs/design.md §3.6)")
     return x
 
 
 def emulate_layer(model: ModelSpec, config: HardwareConfig, key: str, x: np.ndarray,
                   nonideal: Optional[NonIdeality] = None) -> np.ndarray:
-    """Integer outputs ``Y[B, N]`` (int64) of layer ``key`` for ``X[B, K]`` under ``config`` (DESIGN 6);
+    """Integer outputs ``Y[B, N]`` (int64) of layer ``key`` for ``X[B, K]`` under ``config`` (docs/design.md §6);
     a 1-D ``x`` gives a 1-D result."""
     layer = config.layer(key)
     spec = model.layer(layer.key)
@@ -307,7 +307,7 @@ def format_accuracy_report(report: dict[str, Any]) -> str:
              f"  float     {acc['float']:6.2f} %   float activations, the model file's weights",
              f"  ideal     {acc['ideal']:6.2f} %   {bits(report['input_bits'])}-bit activations, "
              f"{bits(report['weight_bits'])}-bit weights, exact integer products",
-             f"  crossbar  {acc['crossbar']:6.2f} %   DESIGN section 3 under the config"]
+             f"  crossbar  {acc['crossbar']:6.2f} %   docs/design.md §3 under the config"]
     if report["nonideal"]:
         noise = report["nonideal"]
         lines.append(f"            non-idealities: conductance σ = {noise['conductance_sigma']}, "

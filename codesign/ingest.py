@@ -1,4 +1,4 @@
-"""Model ingest: a model file → integer layer matrices (DESIGN.md sections 3.1–3.2).
+"""Model ingest: a model file → integer layer matrices (docs/design.md §3.1–3.2).
 
 Accepted files: a plain ``state_dict``, a codesign checkpoint (:mod:`codesign.checkpoint`), or a
 TorchScript archive. ``torch.load`` always runs with ``weights_only=True``; a pickled full module
@@ -402,7 +402,7 @@ def _float_weight(weight: Any, name: str, mask: Any) -> np.ndarray:
 
 def quantize(weight: np.ndarray, weight_bits: int, per_channel: bool, scale: Any = None,
              name: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric quantization to ``±(2^(wb−1) − 1)`` (DESIGN 3.2).
+    """Symmetric quantization to ``±(2^(wb−1) − 1)`` (docs/design.md §3.2).
 
     Returns integer weights shaped like ``weight`` (int32) and the scale per output channel
     (float64, ``weight.shape[0]`` entries). A given ``scale`` (0-d or per channel) is used as is.

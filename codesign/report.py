@@ -255,7 +255,7 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
          f"{summary['adc_models'][model]['conditions']}; {summary['adc_models'][model]['scaling']}.",
          f"Technology node {settings['tech_nm']:g} nm, {settings['sample_rate_hz']:.3g} conversions/s per ADC, "
          f"one SAR step = {settings['sar_step_ns']:.3g} ns. Energies are per inference; conversions = output "
-         f"positions × input cycles × converted columns (DESIGN 3.11). Totals add DAC, sample-and-hold, "
+         f"positions × input cycles × converted columns (docs/design.md §3.11). Totals add DAC, sample-and-hold, "
          f"array, shift-add and registers from ISAAC's table (see Components)."],
         [_table(["design", "ADC energy", "vs uniform", "vs per-crossbar", "ADC area", "total energy", "total area",
                  "conversions", "latency"], headline)])]
@@ -271,7 +271,7 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
                   times(summary["models"][m]["vs_per_crossbar"]["per_column"]["adc_energy"])] for m in est.tables]
     sections.append(_section(
         "ADC-model band",
-        ["Published ADC models disagree by 10–20× (anchors.md section 2); the band shows every model's figure."],
+        ["Published ADC models disagree by 10–20× (docs/cost-models.md §2.6); the band shows every model's figure."],
         [_table(["design", "min", "median", "max", "saving vs uniform"], band_rows),
          _table(["model", *[summary["designs"][d] for d in designs], "per-column vs uniform",
                  "per-column vs per-crossbar"], per_model)],
@@ -315,7 +315,7 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
     levels = summary["dub_levels"]
     sections.append(_section(
         "Tiles per D.U.B. level and per-tile bits",
-        ["Level k: the tile's lossless bits are k below the layer's uniform resolution (D.U.B., seeds.md 1.3). "
+        ["Level k: the tile's lossless bits are k below the layer's uniform resolution (D.U.B., docs/design.md §8.1). "
          "The heat maps show each tile's largest ADC bits (its per-crossbar resolution)"
          + (f", for the first {TILE_PLOT_LAYERS} layers." if len(summary["tiles"]) > TILE_PLOT_LAYERS else ".")],
         [_table(["level k", "tiles"], [[k, n] for k, n in enumerate(levels["levels"])] + [["empty", levels["empty"]]])],

@@ -1,4 +1,4 @@
-"""Periphery area measured from the generated RTL: Yosys synthesis (toolchain.md section 5).
+"""Periphery area measured from the generated RTL: Yosys synthesis (docs/cost-models.md §6).
 
 For each Verilog module: a transistor estimate (``synth; dffunmap; stat -tech cmos``, Yosys' CMOS
 gate-cost table) and an area in µm² from ``templates/sky130_hd_area.lib``, an area-only Liberty

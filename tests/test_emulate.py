@@ -96,7 +96,7 @@ def test_lossless_crossbar_equals_ideal_bit_for_bit(signed):
 
 def test_signed_layer_drives_the_crossbar_with_offset_inputs():
     """Under a lossy config a signed layer's output is the crossbar's on u = x_q + 2^(a−1), minus
-    2^(a−1)·Σ_r Q[r, j], rescaled: checked against the literal reference of DESIGN 3.6–3.9."""
+    2^(a−1)·Σ_r Q[r, j], rescaled: checked against the literal reference of docs/design.md §3.6–3.9."""
     model = net_model(2)
     images = torch.rand(4, 4, 9, 9) * 2 - 1
     quant = calibrate_inputs(model, images.numpy())
