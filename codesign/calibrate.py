@@ -210,13 +210,13 @@ def calibrate(model: ModelSpec, base: HardwareConfig, quant: dict[str, InputQuan
               search_images: np.ndarray, budget: float, progress: bool = False) -> Calibration:
     """Steps 1–4: statistics on ``stats_images``, the search on ``search_images``; ``budget`` in
     percent of the search images whose prediction may change (an upper bound on the accuracy drop)."""
-    from tqdm import tqdm
+    from .progress import Progress
 
     stats = collect_stats(model, base, quant, stats_images, progress)
     tables = {key: [error_table(tile, layer.vectors, layer.mean_output) for tile in layer.tiles]
               for key, layer in stats.items()}
     reference = predict(emulated_module(model, quant, "ideal"), search_images)
-    bar = tqdm(desc="search τ", unit="eval", disable=not progress, leave=False)
+    bar = Progress(desc="calibrate: search τ", unit="evaluation", enabled=progress)
 
     def flips(tolerance: float) -> float:
         emulated = emulated_module(model, quant, "crossbar", configure(base, tables, tolerance))

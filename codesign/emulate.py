@@ -222,14 +222,15 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def predict(module: Any, images: np.ndarray, batch_size: int = BATCH, progress: Optional[str] = None) -> np.ndarray:
-    """Class predictions (argmax of the outputs) for ``images``; a tqdm bar if ``progress`` names it."""
+    """Class predictions (argmax of the outputs) for ``images``; progress shown if ``progress`` names it."""
     import torch
-    from tqdm import tqdm
+
+    from .progress import Progress
 
     starts = range(0, len(images), batch_size)
     predictions = []
     with torch.no_grad(), one_torch_thread():
-        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, unit="batch"):
+        for start in Progress(starts, progress or "", unit="batch", enabled=progress is not None):
             predictions.append(module(torch.from_numpy(images[start:start + batch_size])).argmax(1).numpy())
     return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
 

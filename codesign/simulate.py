@@ -317,8 +317,7 @@ def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, 
               log: Callable[[str], None]) -> tuple[dict[TileRef, Any], list[dict], list[str], dict[str, Path]]:
     """Build each module once and run its tiles in one simulator run. Returns the tiles' runs, one
     record per build, failures of whole runs, and the waveform file of each module (with ``waves``)."""
-    from tqdm import tqdm
-
+    from .progress import Progress
     from .sim.runner import WAVES_SUFFIX, build, run_tiles
 
     out = folder.root / "sim"
@@ -327,7 +326,7 @@ def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, 
         by_module.setdefault(case.module, []).append(case)
     waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in by_module} if waves else {}
     runs, builds, failures = {}, [], []
-    with tqdm(total=len(cases), desc="simulate", unit="tile", disable=not progress, leave=False) as bar:
+    with Progress(desc="simulate", total=len(cases), unit="tile", enabled=progress) as bar:
         for name, group in by_module.items():
             module = folder.module(name)
             log(f"building {name} with {simulator}")

