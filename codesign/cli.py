@@ -82,7 +82,8 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
                        per_channel=args.per_channel, trust_pickle=args.trust_pickle,
                        ignore_unsupported=args.ignore_unsupported)
     show_model_notes(model)
-    values = {name: getattr(args, name) or default for name, default in default_crossbar(model).items()}
+    values = {name: getattr(args, name) or default
+              for name, default in default_crossbar(model, bool(args.search)).items()}
     values["adcs"] = args.adcs or default_adcs(values["cols"])
     crossbar = crossbar_config(values)
     sweep = None
@@ -97,13 +98,18 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
     return model, analyze(model, crossbar, per_layer).to_config(), sweep
 
 
-def default_crossbar(model: Any) -> dict:
-    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of docs/design.md §3."""
+def default_crossbar(model: Any, search: bool = False) -> dict:
+    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of docs/design.md §3.
+
+    With ``search`` the rows and columns come from the sweep, so the note says only what is kept.
+    """
     pruned_for = model.meta.get("crossbar") or {}
     values = {name: pruned_for.get(name, default) for name, default in CROSSBAR_DEFAULTS.items()}
     if pruned_for:
-        note(f"the model was pruned for {values['rows']}×{values['cols']} crossbars ({values['cell_bits']}-bit cells, "
-             f"{values['dac_bits']}-bit DAC): using them where no crossbar option is given")
+        size = f"{values['rows']}×{values['cols']} crossbars ({values['cell_bits']}-bit cells, {values['dac_bits']}-bit DAC)"
+        kept = ("--search sweeps rows and cols and keeps its cell and DAC bits where no option is given" if search
+                else "using them where no crossbar option is given")
+        note(f"the model was pruned for {size}: {kept}")
     return values
 
 
@@ -308,16 +314,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
 PRUNE_METHODS = ("dub", "tinyadc", "crossbar", "column", "crimp", "bitslice", "magnitude")
 
 
-def add_training_args(parser: argparse.ArgumentParser) -> None:
+def add_training_args(parser: argparse.ArgumentParser, command: str) -> None:
+    """Options shared by ``prune`` and ``train``; ``command`` picks the texts that differ."""
     group = parser.add_argument_group("training")
     group.add_argument("--data", metavar="SPEC",
                        help="digits (default), cifar10:PATH (python batches) or imagefolder:PATH[:SIZE]")
-    group.add_argument("--out", metavar="FILE", help="output checkpoint (Ctrl-C leaves FILE-stem.resume.pt)")
-    group.add_argument("--epochs", type=int, metavar="N",
-                       help="epochs of every training phase, dense pre-training included (default: the method's)")
+    group.add_argument("--out", metavar="FILE",
+                       help="output checkpoint; an existing file needs --force (Ctrl-C leaves FILE-stem.resume.pt)")
+    group.add_argument("--force", action="store_true",
+                       help="replace an existing --out" + (" (and the FILE-stem.dense.pt a zoo --model is trained "
+                                                          "into first)" if command == "prune" else ""))
+    group.add_argument("--epochs", type=int, metavar="N", help=(
+        "epochs of every training phase, the dense pre-training of a zoo --model included (default: the method's)"
+        if command == "prune" else "training epochs (default: 40 for digits, 200 for other data)"))
     group.add_argument("--seed", type=int, metavar="S", help="seed of initialisation, batch order and noise (default 0)")
+    example = "finetune.lr=0.005" if command == "prune" else "train.lr=0.001"
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a hyperparameter, e.g. finetune.lr=0.005 (repeatable; see --show-hparams)")
+                       help=f"override a hyperparameter, e.g. {example} (repeatable; see --show-hparams)")
     group.add_argument("--hparams", metavar="FILE", help="JSON file of hyperparameter overrides")
     group.add_argument("--show-hparams", action="store_true", help="print the hyperparameters as JSON and exit")
     group.add_argument("--resume", metavar="FILE", help="continue the interrupted run saved in FILE")
@@ -333,9 +346,10 @@ def training_overrides(args: argparse.Namespace) -> dict:
     return merge_overrides(base, parse_assignments(args.set))
 
 
-def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] | None:
-    """Common part of prune and train: --show-hparams, --out and --resume checks. Returns
-    (overrides, out) or None when only the hyperparameters were shown."""
+def start_training(args: argparse.Namespace, method: str, also_written: tuple[Path, ...] = ()) -> tuple[dict, Path] | None:
+    """Common part of prune and train: --show-hparams, --out (and ``also_written``, files the run
+    writes besides --out) and --resume checks. Returns (overrides, out) or None when only the
+    hyperparameters were shown."""
     import json
 
     from .prune.runner import resolve_params
@@ -350,7 +364,11 @@ def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] |
         raise_error("--out FILE is required: where to write the checkpoint")
     if args.threads is not None and args.threads < 1:
         raise_error(f"--threads must be at least 1, not {args.threads}")
-    return overrides, Path(args.out)
+    out = Path(args.out)
+    existing = [path for path in (out, *also_written) if path.exists()]
+    if existing and not args.force:
+        raise_error(f"{existing[0]} exists; pass --force to replace it")
+    return overrides, out
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -358,7 +376,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     if not args.method and not args.resume:
         raise_error(f"--method is required: one of {', '.join(PRUNE_METHODS)}")
-    started = start_training(args, args.method or "dub")
+    dense_out = None if args.resume or not args.out else \
+        runner.pretraining(args.model, args.data or "digits", Path(args.out))[1]
+    started = start_training(args, args.method or "dub", (dense_out,) if dense_out else ())
     if started is None:
         return 0
     overrides, out = started
@@ -526,14 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     xbar.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
     xbar.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
     xbar.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
-    add_training_args(prune)
+    add_training_args(prune, "prune")
 
     train = command("train", cmd_train, "train a zoo architecture from random init into a dense codesign checkpoint")
+    train.usage = ("codesign train ARCH --out FILE [--data SPEC] [options]\n"
+                   "       codesign train --resume FILE --out FILE")
     train.add_argument("arch", nargs="?", metavar="ARCH",
-                       help="digits_cnn, vgg8, vgg11_cifar, resnet20 or resnet18 (codesign.zoo)")
+                       help="digits_cnn, vgg8, vgg11_cifar, resnet20 or resnet18 (codesign.zoo); required, "
+                            "except with --resume (the resumed run names it)")
     train.add_argument("--weight-bits", type=int, metavar="WB", help="weight bits recorded in the checkpoint (default 8)")
     train.add_argument("--input-bits", type=int, metavar="A", help="activation bits recorded (default 8)")
-    add_training_args(train)
+    add_training_args(train, "train")
     return parser
 
 
