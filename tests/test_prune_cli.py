@@ -62,6 +62,12 @@ def test_pruned_checkpoint_round_trips_into_ingest_analyze_and_generate(dense, t
     assert main(["generate", "--model", str(out), "--rows", "64", "--cols", "64", "--out", str(tmp_path / "gen")]) == 0
     config = json.loads((tmp_path / "gen" / "hw_config.json").read_text())
     assert config["crossbar"]["rows"] == 64 and len(config["layers"]) == 5
+    capsys.readouterr()
+    assert main(["analyze", "--model", str(out)]) == 0
+    assert "pruned for 64×64 crossbars (2-bit cells, 1-bit DAC): using them" in capsys.readouterr().err
+    assert main(["analyze", "--model", str(out), "--search"]) == 0     # the sweep picks the size, not the note
+    assert "pruned for 64×64 crossbars (2-bit cells, 1-bit DAC): --search sweeps rows and cols and keeps its " \
+           "cell and DAC bits" in capsys.readouterr().err
 
 
 def test_prune_trains_a_zoo_architecture_first(tmp_path):
