@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 CROSSBAR_DEFAULTS = {"rows": 128, "cols": 128, "cell_bits": 2, "dac_bits": 1}
+BUNDLED_NOTE = "no --model given: using the bundled model (digits CNN, examples/digits_cnn_pruned.pt)"
 
 
 def note(message: str) -> None:
@@ -54,8 +55,6 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
     from .config import check_against_model, load_config
     from .ingest import load_model
 
-    if args.model is None:
-        note("no --model given: using the bundled model (digits CNN, examples/digits_cnn_pruned.pt)")
     explicit = [name for name in (*CROSSBAR_DEFAULTS, "adcs") if getattr(args, name) is not None]
     if args.config:
         if explicit or args.search:
@@ -67,13 +66,23 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
             raise_error(f"{args.config}: layers with different weight or input bits are not supported yet")
         weight_bits, input_bits = bits.pop() if bits else (args.weight_bits, args.input_bits)
         per_channel = config.model.per_channel if config.model else args.per_channel
-        model = load_model(args.model, weight_bits=weight_bits, input_bits=input_bits, per_channel=per_channel,
+        path = args.model
+        if path is None and config.model is not None and not config.model.bundled:
+            path = config.model.locate(Path(args.config).parent)
+            note(f"no --model given: using the model {args.config} was made from, {path}")
+        elif path is None:
+            note(BUNDLED_NOTE)
+        model = load_model(path, weight_bits=weight_bits, input_bits=input_bits, per_channel=per_channel,
                            trust_pickle=args.trust_pickle, ignore_unsupported=args.ignore_unsupported)
         show_model_notes(model)
         check_against_model(config, model.layers)
         if config.model and config.model.sha256 != model.info.sha256:
             note(f"{args.config} was made for another model file ({config.model.path}); its bits may not be lossless here")
-        return model, config, None
+        # Whatever is written from here on names the model actually used.
+        return model, config.model_copy(update={"model": model.info}), None
+
+    if args.model is None:
+        note(BUNDLED_NOTE)
 
     from .analysis import analyze, default_adcs, search
     from .config import CrossbarConfig
@@ -201,7 +210,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if sweep:
         print(format_sweep(sweep), file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        sys.stdout.write(config.to_json())
+        sys.stdout.write(config.written_in(Path.cwd()).to_json())
         return 0
     stats = config_stats(config)
     print(format_table(stats))
@@ -286,7 +295,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise_error(f"{out} exists; pass --force to replace it")
     model, base, _ = load_inputs(args)
     config, report = run_calibration(model, base, args.data, args.budget, args.search_split, progress=True)
-    write_atomic(out, lambda tmp: tmp.write_text(config.to_json()), force=args.force)
+    write_atomic(out, lambda tmp: tmp.write_text(config.written_in(out.parent).to_json()), force=args.force)
     report["config"] = str(out)
     print(json.dumps(report, indent=2) if args.json else format_calibration_report(report))
     return 0

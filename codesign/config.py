@@ -8,6 +8,7 @@ and tile, and :func:`check_against_model` checks an edited config against the mo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -86,14 +87,51 @@ class LayerConfig(_Model):
         return self.name if self.group == 0 else f"{self.name}#{self.group}"
 
 
-class ModelInfo(_Model):
-    """Where the weights came from, so later stages can reload them and detect a different model."""
+BUNDLED_PREFIX = "bundled:"
 
-    path: str = Field(description="Model file as given, or 'bundled:<file>' for the bundled model.")
+
+class ModelInfo(_Model):
+    """Where the weights came from, so later stages can reload them and detect a different model.
+
+    In a written ``hw_config.json`` the path is relative to the folder holding the file
+    (docs/design.md §4); in memory, fresh from ingest, it is the path as given on the command line.
+    """
+
+    path: str = Field(description="Model file relative to the folder of this hw_config.json (as given, in a config "
+                                  "printed to stdout), or 'bundled:<file>' for the bundled model.")
+    absolute_path: Optional[str] = Field(
+        None, description="The model file's absolute path when the config was written: the fallback when the "
+                          "folder has moved without the model.")
     sha256: str
     format: Literal["state_dict", "checkpoint", "torchscript", "module"]
     arch: Optional[str] = None
     per_channel: bool = False
+
+    @property
+    def bundled(self) -> bool:
+        return self.path.startswith(BUNDLED_PREFIX)
+
+    def written_in(self, folder: Path) -> "ModelInfo":
+        """This info as a config in ``folder`` stores it: ``path`` relative to ``folder``, and absolute."""
+        if self.bundled:
+            return self
+        file = Path(self.absolute_path) if self.absolute_path else Path(self.path).resolve()
+        return self.model_copy(update={"path": Path(os.path.relpath(file, Path(folder).resolve())).as_posix(),
+                                       "absolute_path": str(file)})
+
+    def locate(self, folder: Path) -> Optional[Path]:
+        """The model file of a config that sits in ``folder`` (None: the bundled model): ``folder/path``,
+        else ``absolute_path``, else ``path`` from the working directory (configs printed to stdout)."""
+        if self.bundled:
+            return None
+        candidates = [Path(folder) / self.path, *([Path(self.absolute_path)] if self.absolute_path else []),
+                      Path(self.path)]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            tried = ", ".join(dict.fromkeys(str(c) for c in candidates))
+            raise CodesignError(f"the model of {Path(folder) / 'hw_config.json'} is not found (tried {tried}): "
+                                f"pass --model FILE")
+        return found
 
 
 class HardwareConfig(_Model):
@@ -140,6 +178,10 @@ class HardwareConfig(_Model):
 
     def geometry(self, layer: LayerConfig) -> Geometry:
         return layer.geometry(self.crossbar)
+
+    def written_in(self, folder: Path) -> "HardwareConfig":
+        """This config as a file in ``folder`` holds it: the model path relative to ``folder``."""
+        return self.model_copy(update={"model": self.model.written_in(folder)}) if self.model else self
 
     def to_json(self) -> str:
         """Deterministic JSON: two-space indentation, lists of numbers on one line."""

@@ -189,15 +189,8 @@ def load_folder_model(folder: Folder, path: Optional[str]) -> Any:
     if path is None:
         if info is None:
             raise CodesignError(f"{folder.root}/hw_config.json names no model: pass --model FILE")
-        if info.path.startswith("bundled:"):
-            path = None
-        else:
-            candidates = [Path(info.path), folder.root / info.path]
-            found = next((c for c in candidates if c.is_file()), None)
-            if found is None:
-                raise CodesignError(f"the model of hw_config.json, {info.path}, is not found (from here or from "
-                                    f"{folder.root}): pass --model FILE")
-            path = str(found)
+        found = info.locate(folder.root)
+        path = None if found is None else str(found)
     bits = {(layer.weight_bits, layer.input_bits) for layer in config.layers}
     if len(bits) > 1:
         raise CodesignError("layers with different weight or input bits are not supported yet")
