@@ -66,9 +66,9 @@ def float_module(model: ModelSpec) -> Any:
     import torch
 
     if not isinstance(model.module, torch.nn.Module) or isinstance(model.module, torch.jit.ScriptModule):
-        raise CodesignError(f"{model.info.path}: whole-model emulation needs the architecture — save the model "
-                            f"as a codesign checkpoint (codesign.checkpoint); a state_dict or TorchScript file "
-                            f"only supports 'codesign emulate --layer'")
+        raise CodesignError(f"{model.info.path} is a {model.info.format.replace('_', ' ')} file: whole-model "
+                            f"emulation needs a model file that carries its architecture (see README 'How a model "
+                            f"is read'); this one supports 'codesign emulate --layer'")
     return model.module
 
 

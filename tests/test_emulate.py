@@ -169,7 +169,10 @@ def test_unsupported_modules_are_named():
 def test_whole_model_needs_an_architecture(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save(load_model().module.state_dict(), path)
-    with pytest.raises(CodesignError, match="codesign checkpoint"):
+    # The hint says what really works (a file that carries its architecture), not "save a codesign
+    # checkpoint", which only a zoo architecture can do.
+    with pytest.raises(CodesignError, match=r"plain.pt is a state dict file: whole-model emulation needs a model file "
+                                            r"that carries its architecture \(see README 'How a model is read'\)"):
         emulated_module(load_model(path), {}, "ideal")
 
 
