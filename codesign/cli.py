@@ -182,7 +182,7 @@ def nonideal_from(args: argparse.Namespace) -> Any:
 
 def format_sweep(sweep: dict) -> str:
     best = sweep["best"]
-    lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; see README):",
+    lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; docs/cost-models.md §5):",
              f"  {'rows':>5} {'cols':>5} {'tiles':>7} {'energy [nJ]':>16} {'area [mm²]':>11} {'J':>7}"]
     for p in sweep["global"]:
         mark = "  ← best" if (p.rows, p.cols) == (best.rows, best.cols) else ""
@@ -192,10 +192,12 @@ def format_sweep(sweep: dict) -> str:
     return "\n".join(lines)
 
 
-def sweep_json(sweep: dict) -> dict:
+def sweep_json(sweep: dict, mode: str) -> dict:
+    """``search.json``: the sweep, and whether the folder took the global best (``mode="global"``) or
+    each layer's (``"layer"``)."""
     from dataclasses import asdict
 
-    return {"objective": "J = E/E_ref + A/A_ref (README, 'Crossbar-size search')",
+    return {"objective": "J = E/E_ref + A/A_ref (docs/cost-models.md §5)", "mode": mode,
             "global": [asdict(p) for p in sweep["global"]], "best": asdict(sweep["best"]),
             "layers": {k: [asdict(p) for p in v] for k, v in sweep["layers"].items()},
             "best_per_layer": {k: asdict(p) for k, p in sweep["best_per_layer"].items()}}
@@ -225,7 +227,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     model, config, sweep = load_inputs(args)
     out = Path(args.out)
-    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None,
+    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep, args.search) if sweep else None,
                        report=not args.no_report)
     print(summary_text(summary))
     report = ", report/" if "report" in summary["files"] else ""
@@ -249,7 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         flag = {"adc_model": "adc-model", "tech_nm": "tech-nm", "sample_rate_hz": "sample-rate",
                 "walden_fom_fj": "walden-fom"}[str(err["loc"][0])]
         raise_error(f"--{flag}: {err['msg']}")
-    summary = write_report(Path(args.dir), settings, calibrated=args.calibrated, synthesize=not args.no_synth)
+    summary = write_report(Path(args.dir), settings, calibrated=args.calibrated, synthesize=not args.no_synth,
+                           data=args.data)
     print(headline(summary))
     print(f"\nwrote {Path(args.dir) / 'report'}/: report.html, report.md, summary.json")
     return 0
@@ -286,19 +289,40 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from .calibrate import format_calibration_report, run_calibration
+    from .calibrate import budget_file, format_budget_sweep, format_calibration_report, run_calibrations
 
-    if args.budget < 0:
-        raise_error(f"--budget must be ≥ 0 percentage points, not {args.budget}")
+    budgets = [args.budget] if args.budget is not None else parse_budgets(args.budgets)
+    for budget in budgets:
+        if budget < 0:
+            raise_error(f"--budget must be ≥ 0 percentage points, not {budget:g}")
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise_error(f"{out} exists; pass --force to replace it")
+    outs = [out] if args.budget is not None else [budget_file(out, budget) for budget in budgets]
+    for path in outs:
+        if path.exists() and not args.force:
+            raise_error(f"{path} exists; pass --force to replace it")
     model, base, _ = load_inputs(args)
-    config, report = run_calibration(model, base, args.data, args.budget, args.search_split, progress=True)
-    write_atomic(out, lambda tmp: tmp.write_text(config.written_in(out.parent).to_json()), force=args.force)
-    report["config"] = str(out)
-    print(json.dumps(report, indent=2) if args.json else format_calibration_report(report))
+    results = run_calibrations(model, base, args.data, budgets, args.search_split, progress=True)
+    for path, (config, report) in zip(outs, results):
+        write_atomic(path, lambda tmp: tmp.write_text(config.written_in(path.parent).to_json()), force=args.force)
+        report["config"] = str(path)
+    reports = [report for _, report in results]
+    if args.json:
+        print(json.dumps(reports[0] if args.budget is not None else reports, indent=2))
+    else:
+        folder = out.parent if (out.parent / "hw_config.json").is_file() else None
+        print(format_calibration_report(reports[0]) if args.budget is not None else format_budget_sweep(reports, folder))
     return 0
+
+
+def parse_budgets(text: str) -> list[float]:
+    """``--budgets 0.25,0.5,1,2`` → distinct budgets in the order given."""
+    try:
+        budgets = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise_error(f"--budgets takes comma-separated numbers (percentage points), e.g. 0.25,0.5,1,2; not '{text}'")
+    if not budgets or len(set(budgets)) != len(budgets):
+        raise_error(f"--budgets needs distinct numbers, e.g. 0.25,0.5,1,2; not '{text}'")
+    return budgets
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -481,8 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="conversions per second of one ADC (default 1.2e9, ISAAC's)")
     report.add_argument("--walden-fom", type=float, metavar="FJ",
                         help="Walden FOM in fJ per conversion step at 32 nm (default ISAAC-implied 6.51)")
-    report.add_argument("--calibrated", metavar="FILE",
-                        help="a calibrated hw_config.json with the same tiles: adds the per-column calibrated design")
+    report.add_argument("--calibrated", metavar="FILE", nargs="+", action="extend",
+                        help="calibrated hw_config.json files with the same tiles (repeatable; e.g. the files of "
+                             "'codesign calibrate --budgets'): the first is the per-column calibrated design, all "
+                             "are plotted as accuracy against ADC energy")
+    report.add_argument("--data", metavar="SPEC",
+                        help="measure the accuracies (float, ideal, crossbar, calibrated) on this dataset's test "
+                             "split by whole-model emulation; needs a model file that carries its architecture")
     report.add_argument("--no-synth", action="store_true",
                         help="skip Yosys synthesis of DIR/rtl/ (the report then says the periphery was not measured)")
 
@@ -506,14 +535,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(calibrate)
     add_crossbar_args(calibrate)
     calibrate.add_argument("--data", required=True, metavar="SPEC", help="dataset (e.g. digits)")
-    calibrate.add_argument("--budget", type=float, required=True, metavar="POINTS",
-                           help="largest share of search images (percent) whose prediction may change; "
-                                "bounds the accuracy drop in percentage points")
+    budget = calibrate.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget", type=float, metavar="POINTS",
+                        help="largest share of search images (percent) whose prediction may change; "
+                             "bounds the accuracy drop in percentage points")
+    budget.add_argument("--budgets", metavar="P1,P2,…",
+                        help="several budgets, e.g. 0.25,0.5,1,2: one config each, OUT-stem-budget<P>.json "
+                             "(for 'codesign report DIR --calibrated …', which plots accuracy against ADC energy)")
     calibrate.add_argument("--search-split", default="val", choices=("train", "val", "test"),
                            help="images the budget is enforced on (default val: held out from training, and "
                                 "the test split stays untouched for the reported drop); statistics use train")
     calibrate.add_argument("--out", default="hw_config.json", metavar="FILE",
-                           help="calibrated config to write (default hw_config.json)")
+                           help="calibrated config to write (default hw_config.json); with --budgets, the name "
+                                "its files are derived from")
     calibrate.add_argument("--force", action="store_true", help="replace an existing --out file")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
 

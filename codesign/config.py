@@ -134,11 +134,38 @@ class ModelInfo(_Model):
         return found
 
 
+Percent = float  #: A share in percent (a name of its own: a field below is called 'float').
+
+
+class SplitAccuracy(_Model):
+    """Top-1 accuracy (percent) on one split, as ``codesign calibrate`` measured it."""
+
+    images: int = Field(ge=0)
+    searched: bool = Field(description="Whether the budget was enforced on this split (in-sample).")
+    float: Percent = Field(description="The float model as stored.")
+    ideal: Percent = Field(description="Integer-quantized with exact products (every lossless design).")
+    crossbar: Percent = Field(description="Under this config's ADC bits and shifts.")
+    drop: Percent = Field(description="ideal − crossbar, in percentage points.")
+    flip_rate: Percent = Field(description="Share of images (percent) whose prediction differs from ideal.")
+
+
+class CalibrationRecord(_Model):
+    """What ``codesign calibrate`` chose these bits for and measured with them (docs/design.md §3.15)."""
+
+    data: str = Field(description="Dataset spec (--data).")
+    budget: float = Field(ge=0, description="Largest flip rate allowed on the search split, in percent.")
+    search_split: Literal["train", "val", "test"]
+    tolerance: Optional[float] = Field(description="The chosen τ; null: not even τ = 0 met the budget.")
+    accuracy: dict[str, SplitAccuracy] = Field(description="Per split: accuracies three ways.")
+
+
 class HardwareConfig(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     crossbar: CrossbarConfig
     layers: list[LayerConfig]
     model: Optional[ModelInfo] = None
+    calibration: Optional[CalibrationRecord] = Field(
+        None, description="Set by 'codesign calibrate': the budget these bits were chosen for and the accuracies measured.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":

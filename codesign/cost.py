@@ -222,6 +222,12 @@ class AdcModel(ABC):
         return AdcTable(self.name, self.citation, self.conditions(settings), scaling, energy, area, tuple(warnings))
 
 
+def _rate(hz: float) -> str:
+    """A sample rate with an SI prefix, never an exponent: 1.2e9 → '1.2 GS/s'."""
+    scale, prefix = next(((s, p) for s, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if hz >= s), (1, ""))
+    return f"{hz / scale:g} {prefix}S/s"
+
+
 def _bits_list(bits: list[int]) -> str:
     return ", ".join(map(str, bits))
 
@@ -321,10 +327,10 @@ class MurmannAdc(AdcModel):
             self.TECH_INTERCEPT + self.TECH_SLOPE * math.log(node) + self.ENOB_SLOPE * math.log(bits) + self.RESIDUAL)
         area = math.exp(self.AREA_INTERCEPT + self.AREA_TECH * math.log(node) + self.AREA_FREQ * math.log(f)
                         + self.AREA_ENERGY * math.log(energy))
-        return energy, area, f"fit evaluated at {node:g} nm, {f:.3g} S/s per ADC (no scaling)"
+        return energy, area, f"fit evaluated at {node:g} nm, {_rate(f)} per ADC (no scaling)"
 
     def conditions(self, settings: CostSettings) -> str:
-        return f"survey fit at {settings.tech_nm:g} nm, {settings.sample_rate_hz:.3g} S/s per ADC (best-case designs)"
+        return f"survey fit at {settings.tech_nm:g} nm, {_rate(settings.sample_rate_hz)} per ADC (best-case designs)"
 
 
 class ZigzagAdc(AdcModel):

@@ -71,7 +71,8 @@ def test_report_numbers_carry_their_sources(generated):
 
 def test_html_is_self_contained(generated):
     html = (generated / "report" / "report.html").read_text()
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == 5  # band, layers, bits, tiles, sweep
+    # energy and area by component, band, layers, bits histogram, bits per column, bits per tile, sweep
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 8
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script" not in html and "<link" not in html
 
