@@ -678,9 +678,9 @@ def _designs_sections(summary: dict, est: Estimate, plots: bool) -> list[dict]:
             f"sample-and-hold, array, shift-add and registers from ISAAC's table (see Components)."]
     text += _adc_area_note(summary)
     if "calibrated" not in designs:
-        text.append("Per-column calibrated: not in this report. To add it, run 'codesign calibrate --data SPEC "
-                    "--budget 1 --out DIR/calibrated.json' (or --budgets 0.25,0.5,1,2 for several), then "
-                    "'codesign report DIR --calibrated DIR/calibrated.json'.")
+        text.append("Per-column calibrated: not in this report. To add it, run 'codesign calibrate --config "
+                    "DIR/hw_config.json --data SPEC --budget 1 --out DIR/calibrated.json' (or --budgets "
+                    "0.25,0.5,1,2 for several), then 'codesign report DIR --calibrated DIR/calibrated.json'.")
     table = _table(["design", f"ADC energy [{adc_e_unit}]", "vs uniform", "vs per-crossbar", f"ADC area [{adc_a_unit}]",
                     f"total energy [{e_unit}]", f"total area [{a_unit}]", "conversions", f"latency [{t_unit}]"],
                    headline)
@@ -722,9 +722,10 @@ def _calibration_section(summary: dict, plots: bool) -> dict:
     title = "Calibrated designs: accuracy against ADC energy"
     rows = summary["calibrations"]
     if not rows:
-        return _section(title, ["No calibrated config given. Run 'codesign calibrate --data SPEC --budgets "
-                                "0.25,0.5,1,2 --out DIR/calibrated.json' (one config per budget), then "
-                                "'codesign report DIR --calibrated DIR/calibrated-budget*.json --data SPEC'."])
+        return _section(title, ["No calibrated config given. Run 'codesign calibrate --config DIR/hw_config.json "
+                                "--data SPEC --budgets 0.25,0.5,1,2 --out DIR/calibrated.json' (one config per "
+                                "budget), then 'codesign report DIR --calibrated DIR/calibrated-budget*.json "
+                                "--data SPEC'."])
     model = summary["default_model"]
     totals = summary["models"][model]["totals"]
     acc = summary["accuracy"]
