@@ -274,7 +274,7 @@ def test_data_measures_every_accuracy(folder):
     acc = summary["accuracy"]
     assert acc["source"].startswith("measured now on digits, test split (360 images")
     # README: the bundled model is 99.17 % float and 99.44 % ideal on the test split; every lossless
-    # design (§3.10) must give the ideal model's predictions exactly.
+    # design (docs/design.md §3.10) must give the ideal model's predictions exactly.
     assert round(acc["float"], 2) == 99.17 and round(acc["ideal"], 2) == 99.44
     assert {d: e["accuracy"] for d, e in acc["designs"].items()} == dict.fromkeys(
         ("uniform", "per_crossbar", "per_column"), acc["ideal"])
