@@ -737,7 +737,7 @@ def _calibration_section(summary: dict, plots: bool) -> dict:
               f"{r['adc_bits']:,} of {r['adc_bits_lossless']:,}", energies[i], times(r["vs_uniform"][model]),
               times(r["vs_per_column"][model]), percent(measured.get(r["file"]))] for i, r in enumerate(rows)]
     text = [f"ADC energy per inference under {model}; accuracy on the {acc['split']} split "
-            f"({acc['source'] or 'not measured: ' + (acc['how'] or '')}). The first file is the 'per-column "
+            f"({acc['source'] or acc['how']}). The first file is the 'per-column "
             f"calibrated' design of the tables above."]
     short = {"uniform": "uniform", "per_crossbar": "per-crossbar", "per_column": "per-column lossless"}
     points = [{"label": short[d], "kind": d, "energy_pj": totals[d]["adc_energy_pj"],
