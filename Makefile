@@ -17,11 +17,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@command -v iverilog >/dev/null 2>&1 || { \
 		echo "installing Icarus Verilog (apt-get install iverilog)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog >/dev/null; }
 	@iverilog -V 2>/dev/null | head -n 1
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Chromium for the report's browser test (apt-get install chromium)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	@command -v c++ >/dev/null 2>&1 || { \
 		echo "installing a C++ compiler for Verilator's simulation builds (apt-get install g++)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq g++ >/dev/null; }

@@ -1,6 +1,6 @@
 """codesign: hardware/software co-design of crossbar-based analog in-memory DNN accelerators.
 
-Pipeline (DESIGN.md section 2): ingest → mapping → analysis → HardwareConfig → params / rtl /
+Pipeline (docs/design.md §2): ingest → mapping → analysis → HardwareConfig → params / rtl /
 report / verify. Importing the package is cheap; heavy modules (torch, amaranth, cocotb) are
 imported by the stages that use them.
 """

@@ -1,4 +1,4 @@
-"""Per-column ADC analysis (DESIGN.md 3.10) and crossbar-size search.
+"""Per-column ADC analysis (docs/design.md §3.10) and crossbar-size search.
 
 For every physical column of every tile: the lossless resolution
 ``b = bit_length((2^v − 1)·Σ_rows d[r, p])`` (0 = the column is never converted), and per tile and

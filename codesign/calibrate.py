@@ -1,4 +1,4 @@
-"""Per-column ADC calibration below lossless (DESIGN 3.11, "per-column calibrated").
+"""Per-column ADC calibration below lossless (docs/design.md §3.11, "per-column calibrated").
 
 Chooses for every physical column a resolution ``b`` at or below its lossless bits ``b_p`` (3.10)
 and a shift ``k`` (3.8) from real activation statistics, so that the crossbar-emulated accuracy
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -210,24 +211,37 @@ def calibrate(model: ModelSpec, base: HardwareConfig, quant: dict[str, InputQuan
               search_images: np.ndarray, budget: float, progress: bool = False) -> Calibration:
     """Steps 1–4: statistics on ``stats_images``, the search on ``search_images``; ``budget`` in
     percent of the search images whose prediction may change (an upper bound on the accuracy drop)."""
-    from tqdm import tqdm
+    return calibrate_budgets(model, base, quant, stats_images, search_images, [budget], progress)[0]
+
+
+def calibrate_budgets(model: ModelSpec, base: HardwareConfig, quant: dict[str, InputQuant], stats_images: np.ndarray,
+                      search_images: np.ndarray, budgets: list[float], progress: bool = False) -> list[Calibration]:
+    """:func:`calibrate` for several budgets at once: the statistics, the error tables and every
+    flip rate already measured (the searches try the same ``τ`` first) are shared."""
+    from .progress import Progress
 
     stats = collect_stats(model, base, quant, stats_images, progress)
     tables = {key: [error_table(tile, layer.vectors, layer.mean_output) for tile in layer.tiles]
               for key, layer in stats.items()}
     reference = predict(emulated_module(model, quant, "ideal"), search_images)
-    bar = tqdm(desc="search τ", unit="eval", disable=not progress, leave=False)
+    measured: dict[float, float] = {}
+    bar = Progress(desc="calibrate: search τ", unit="evaluation", enabled=progress)
 
     def flips(tolerance: float) -> float:
-        emulated = emulated_module(model, quant, "crossbar", configure(base, tables, tolerance))
-        rate = float((predict(emulated, search_images) != reference).mean() * 100)
-        bar.update()
-        bar.set_postfix(tau=f"{tolerance:.2g}", flips=f"{rate:.2f}%")
-        return rate
+        if tolerance not in measured:
+            emulated = emulated_module(model, quant, "crossbar", configure(base, tables, tolerance))
+            measured[tolerance] = float((predict(emulated, search_images) != reference).mean() * 100)
+            bar.update()
+            bar.set_postfix(tau=f"{tolerance:.2g}", flips=f"{measured[tolerance]:.2f}%")
+        return measured[tolerance]
 
-    tolerance, history = search_tolerance(flips, budget)
+    lossless = configure(base, tables, None)
+    results = []
+    for budget in budgets:
+        tolerance, history = search_tolerance(flips, budget)
+        results.append(Calibration(configure(base, tables, tolerance), lossless, tolerance, history))
     bar.close()
-    return Calibration(configure(base, tables, tolerance), configure(base, tables, None), tolerance, history)
+    return results
 
 
 def total_bits(config: HardwareConfig) -> int:
@@ -243,34 +257,73 @@ def run_calibration(model: ModelSpec, base: HardwareConfig, data: str, budget: f
     the test split, which nothing was tuned on, gives the accuracy drop to report.
     Returns the calibrated config and a JSON-ready report (bits, search, accuracies per split).
     """
+    return run_calibrations(model, base, data, [budget], search_split, progress)[0]
+
+
+def run_calibrations(model: ModelSpec, base: HardwareConfig, data: str, budgets: list[float],
+                     search_split: str = "val", progress: bool = False) -> list[tuple[HardwareConfig, dict]]:
+    """:func:`run_calibration` for each of ``budgets`` (``codesign calibrate --budgets``), sharing
+    the statistics, the search's measurements and the float and ideal accuracies. Each config
+    records what calibrate measured for it (``calibration``, docs/design.md §4)."""
+    from .config import CalibrationRecord
     from .data import SPLITS, load_dataset
     from .emulate import calibrate_inputs, check_images
 
     splits = {split: load_dataset(data, split) for split in SPLITS}
     check_images(model, splits["train"][0], data)
     quant = calibrate_inputs(model, splits["train"][0])
-    result = calibrate(model, base, quant, splits["train"][0], splits[search_split][0], budget, progress)
-    measured = {}
-    for split, (images, labels) in splits.items():
-        predictions = {mode: predict(emulated_module(model, quant, mode, result.config), images,
-                                     progress=f"{split} {mode}" if progress else None)
-                       for mode in ("float", "ideal", "crossbar")}
-        accuracy = {mode: float((p == labels).mean() * 100) for mode, p in predictions.items()}
-        measured[split] = {
-            "images": int(len(labels)), "searched": split == search_split, **accuracy,
-            "drop": accuracy["ideal"] - accuracy["crossbar"],
-            "flip_rate": float((predictions["crossbar"] != predictions["ideal"]).mean() * 100)}
-    lossless, calibrated = total_bits(result.lossless), total_bits(result.config)
-    report = {
-        "data": data, "budget": budget, "statistics_split": "train", "search_split": search_split,
-        "tolerance": result.tolerance,
-        "search": [{"tau": tau, "flip_rate": rate} for tau, rate in result.history],
-        "bits": {"lossless": lossless, "calibrated": calibrated, "saved": lossless - calibrated,
-                 "saved_percent": 100 * (lossless - calibrated) / lossless if lossless else 0.0},
-        "layers": [layer_bits(before, after) for before, after in zip(result.lossless.layers, result.config.layers)],
-        "accuracy": measured,
-    }
-    return result.config, report
+    results = calibrate_budgets(model, base, quant, splits["train"][0], splits[search_split][0], budgets, progress)
+    reference = {split: {mode: predict(emulated_module(model, quant, mode), images,
+                                       progress=f"{split} {mode}" if progress else None)
+                         for mode in ("float", "ideal")} for split, (images, _) in splits.items()}
+    outputs = []
+    for budget, result in zip(budgets, results):
+        measured = {}
+        for split, (images, labels) in splits.items():
+            predictions = {**reference[split], "crossbar": predict(
+                emulated_module(model, quant, "crossbar", result.config), images,
+                progress=f"{split} crossbar" if progress else None)}
+            accuracy = {mode: float((p == labels).mean() * 100) for mode, p in predictions.items()}
+            measured[split] = {
+                "images": int(len(labels)), "searched": split == search_split, **accuracy,
+                "drop": accuracy["ideal"] - accuracy["crossbar"],
+                "flip_rate": float((predictions["crossbar"] != predictions["ideal"]).mean() * 100)}
+        lossless, calibrated = total_bits(result.lossless), total_bits(result.config)
+        report = {
+            "data": data, "budget": budget, "statistics_split": "train", "search_split": search_split,
+            "tolerance": result.tolerance,
+            "search": [{"tau": tau, "flip_rate": rate} for tau, rate in result.history],
+            "bits": {"lossless": lossless, "calibrated": calibrated, "saved": lossless - calibrated,
+                     "saved_percent": 100 * (lossless - calibrated) / lossless if lossless else 0.0},
+            "layers": [layer_bits(before, after) for before, after in zip(result.lossless.layers, result.config.layers)],
+            "accuracy": measured,
+        }
+        record = CalibrationRecord(data=data, budget=budget, search_split=search_split, tolerance=result.tolerance,
+                                   accuracy=measured)
+        outputs.append((result.config.model_copy(update={"calibration": record}), report))
+    return outputs
+
+
+def budget_file(out: Path, budget: float) -> Path:
+    """Where ``codesign calibrate --budgets`` writes the config of ``budget``: ``OUT-stem-budget<B>.json``."""
+    return out.with_name(f"{out.stem}-budget{budget:g}{out.suffix or '.json'}")
+
+
+def format_budget_sweep(reports: list[dict], folder: Optional[Path] = None) -> str:
+    """One line per budget of :func:`run_calibrations`: bits, τ and the accuracy drop on test;
+    ``folder``, the generated folder the configs are for (if known), goes into the suggested next command."""
+    first = reports[0]
+    lines = [f"calibrated {len(reports)} configs on {first['data']} (search on the {first['search_split']} split; "
+             f"drop and flips on the untouched test split, percent and points)", "",
+             f"  {'budget':>6} {'τ':>8} {'ADC bits':>17} {'saved':>7} {'test drop':>9} {'flips':>6}  config"]
+    for report in reports:
+        bits, test = report["bits"], report["accuracy"]["test"]
+        tau = "lossless" if report["tolerance"] is None else f"{report['tolerance']:.3g}"
+        lines.append(f"  {report['budget']:>6g} {tau:>8} {bits['lossless']:>7} → {bits['calibrated']:<7} "
+                     f"{bits['saved_percent']:>6.1f}% {test['drop']:>9.2f} {test['flip_rate']:>6.2f}  {report['config']}")
+    lines += ["", f"next: codesign report {folder or 'DIR'} --calibrated " + " ".join(r["config"] for r in reports)
+              + " (accuracy against ADC energy, one point per budget)"]
+    return "\n".join(lines)
 
 
 def layer_bits(lossless: Any, calibrated: Any) -> dict:

@@ -1,4 +1,4 @@
-"""The ``codesign`` command line (DESIGN.md section 6).
+"""The ``codesign`` command line (docs/design.md §6).
 
 Only argparse is imported at start-up, so ``codesign --help`` answers at once; each command
 imports the stages it needs. Errors about the user's input print one line and exit with 1.
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 CROSSBAR_DEFAULTS = {"rows": 128, "cols": 128, "cell_bits": 2, "dac_bits": 1}
+BUNDLED_NOTE = "no --model given: using the bundled model (digits CNN, examples/digits_cnn_pruned.pt)"
 
 
 def note(message: str) -> None:
@@ -39,7 +40,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_crossbar_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("crossbar (DESIGN section 3)")
+    group = parser.add_argument_group("crossbar (docs/design.md §3)")
     group.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
     group.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
     group.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
@@ -56,8 +57,6 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
     from .config import check_against_model, load_config
     from .ingest import load_model
 
-    if args.model is None:
-        note("no --model given: using the bundled model (digits CNN, examples/digits_cnn_pruned.pt)")
     explicit = [name for name in (*CROSSBAR_DEFAULTS, "adcs") if getattr(args, name) is not None]
     if args.config:
         if explicit or args.search:
@@ -69,13 +68,23 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
             raise_error(f"{args.config}: layers with different weight or input bits are not supported yet")
         weight_bits, input_bits = bits.pop() if bits else (args.weight_bits, args.input_bits)
         per_channel = config.model.per_channel if config.model else args.per_channel
-        model = load_model(args.model, weight_bits=weight_bits, input_bits=input_bits, per_channel=per_channel,
+        path = args.model
+        if path is None and config.model is not None and not config.model.bundled:
+            path = config.model.locate(Path(args.config).parent)
+            note(f"no --model given: using the model {args.config} was made from, {path}")
+        elif path is None:
+            note(BUNDLED_NOTE)
+        model = load_model(path, weight_bits=weight_bits, input_bits=input_bits, per_channel=per_channel,
                            trust_pickle=args.trust_pickle, ignore_unsupported=args.ignore_unsupported)
         show_model_notes(model)
         check_against_model(config, model.layers)
         if config.model and config.model.sha256 != model.info.sha256:
             note(f"{args.config} was made for another model file ({config.model.path}); its bits may not be lossless here")
-        return model, config, None
+        # Whatever is written from here on names the model actually used.
+        return model, config.model_copy(update={"model": model.info}), None
+
+    if args.model is None:
+        note(BUNDLED_NOTE)
 
     from .analysis import analyze, default_adcs, search
     from .config import CrossbarConfig
@@ -84,7 +93,8 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
                        per_channel=args.per_channel, trust_pickle=args.trust_pickle,
                        ignore_unsupported=args.ignore_unsupported)
     show_model_notes(model)
-    values = {name: getattr(args, name) or default for name, default in default_crossbar(model).items()}
+    values = {name: getattr(args, name) or default
+              for name, default in default_crossbar(model, bool(args.search)).items()}
     values["adcs"] = args.adcs or default_adcs(values["cols"])
     crossbar = crossbar_config(values)
     sweep = None
@@ -99,13 +109,18 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
     return model, analyze(model, crossbar, per_layer).to_config(), sweep
 
 
-def default_crossbar(model: Any) -> dict:
-    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of DESIGN 3."""
+def default_crossbar(model: Any, search: bool = False) -> dict:
+    """The crossbar a checkpoint was pruned for (its ``meta``), else the defaults of docs/design.md §3.
+
+    With ``search`` the rows and columns come from the sweep, so the note says only what is kept.
+    """
     pruned_for = model.meta.get("crossbar") or {}
     values = {name: pruned_for.get(name, default) for name, default in CROSSBAR_DEFAULTS.items()}
     if pruned_for:
-        note(f"the model was pruned for {values['rows']}×{values['cols']} crossbars ({values['cell_bits']}-bit cells, "
-             f"{values['dac_bits']}-bit DAC): using them where no crossbar option is given")
+        size = f"{values['rows']}×{values['cols']} crossbars ({values['cell_bits']}-bit cells, {values['dac_bits']}-bit DAC)"
+        kept = ("--search sweeps rows and cols and keeps its cell and DAC bits where no option is given" if search
+                else "using them where no crossbar option is given")
+        note(f"the model was pruned for {size}: {kept}")
     return values
 
 
@@ -169,7 +184,7 @@ def nonideal_from(args: argparse.Namespace) -> Any:
 
 def format_sweep(sweep: dict) -> str:
     best = sweep["best"]
-    lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; see README):",
+    lines = ["crossbar-size sweep (objective J = E/E_ref + A/A_ref, lower is better; docs/cost-models.md §5):",
              f"  {'rows':>5} {'cols':>5} {'tiles':>7} {'energy [nJ]':>16} {'area [mm²]':>11} {'J':>7}"]
     for p in sweep["global"]:
         mark = "  ← best" if (p.rows, p.cols) == (best.rows, best.cols) else ""
@@ -179,10 +194,12 @@ def format_sweep(sweep: dict) -> str:
     return "\n".join(lines)
 
 
-def sweep_json(sweep: dict) -> dict:
+def sweep_json(sweep: dict, mode: str) -> dict:
+    """``search.json``: the sweep, and whether the folder took the global best (``mode="global"``) or
+    each layer's (``"layer"``)."""
     from dataclasses import asdict
 
-    return {"objective": "J = E/E_ref + A/A_ref (README, 'Crossbar-size search')",
+    return {"objective": "J = E/E_ref + A/A_ref (docs/cost-models.md §5)", "mode": mode,
             "global": [asdict(p) for p in sweep["global"]], "best": asdict(sweep["best"]),
             "layers": {k: [asdict(p) for p in v] for k, v in sweep["layers"].items()},
             "best_per_layer": {k: asdict(p) for k, p in sweep["best_per_layer"].items()}}
@@ -197,7 +214,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if sweep:
         print(format_sweep(sweep), file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        sys.stdout.write(config.to_json())
+        sys.stdout.write(config.written_in(Path.cwd()).to_json())
         return 0
     stats = config_stats(config)
     print(format_table(stats))
@@ -212,7 +229,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     model, config, sweep = load_inputs(args)
     out = Path(args.out)
-    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None,
+    summary = generate(config, out, force=args.force, sweep=sweep_json(sweep, args.search) if sweep else None,
                        report=not args.no_report)
     print(summary_text(summary))
     report = ", report/" if "report" in summary["files"] else ""
@@ -237,7 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "walden_fom_fj": "walden-fom"}[str(err["loc"][0])]
         raise_error(f"--{flag}: {err['msg']}")
     summary = write_report(Path(args.dir), settings, calibrated=args.calibrated, synthesize=not args.no_synth,
-                           fpga=not args.no_fpga)
+                           fpga=not args.no_fpga, data=args.data)
     print(headline(summary))
     print(f"\nwrote {Path(args.dir) / 'report'}/: report.html, report.md, summary.json")
     return 0
@@ -274,19 +291,40 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from .calibrate import format_calibration_report, run_calibration
+    from .calibrate import budget_file, format_budget_sweep, format_calibration_report, run_calibrations
 
-    if args.budget < 0:
-        raise_error(f"--budget must be ≥ 0 percentage points, not {args.budget}")
+    budgets = [args.budget] if args.budget is not None else parse_budgets(args.budgets)
+    for budget in budgets:
+        if budget < 0:
+            raise_error(f"--budget must be ≥ 0 percentage points, not {budget:g}")
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise_error(f"{out} exists; pass --force to replace it")
+    outs = [out] if args.budget is not None else [budget_file(out, budget) for budget in budgets]
+    for path in outs:
+        if path.exists() and not args.force:
+            raise_error(f"{path} exists; pass --force to replace it")
     model, base, _ = load_inputs(args)
-    config, report = run_calibration(model, base, args.data, args.budget, args.search_split, progress=True)
-    write_atomic(out, lambda tmp: tmp.write_text(config.to_json()), force=args.force)
-    report["config"] = str(out)
-    print(json.dumps(report, indent=2) if args.json else format_calibration_report(report))
+    results = run_calibrations(model, base, args.data, budgets, args.search_split, progress=True)
+    for path, (config, report) in zip(outs, results):
+        write_atomic(path, lambda tmp: tmp.write_text(config.written_in(path.parent).to_json()), force=args.force)
+        report["config"] = str(path)
+    reports = [report for _, report in results]
+    if args.json:
+        print(json.dumps(reports[0] if args.budget is not None else reports, indent=2))
+    else:
+        folder = out.parent if (out.parent / "hw_config.json").is_file() else None
+        print(format_calibration_report(reports[0]) if args.budget is not None else format_budget_sweep(reports, folder))
     return 0
+
+
+def parse_budgets(text: str) -> list[float]:
+    """``--budgets 0.25,0.5,1,2`` → distinct budgets in the order given."""
+    try:
+        budgets = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise_error(f"--budgets takes comma-separated numbers (percentage points), e.g. 0.25,0.5,1,2; not '{text}'")
+    if not budgets or len(set(budgets)) != len(budgets):
+        raise_error(f"--budgets needs distinct numbers, e.g. 0.25,0.5,1,2; not '{text}'")
+    return budgets
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -311,16 +349,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
 PRUNE_METHODS = ("dub", "tinyadc", "crossbar", "column", "crimp", "bitslice", "magnitude")
 
 
-def add_training_args(parser: argparse.ArgumentParser) -> None:
+def add_training_args(parser: argparse.ArgumentParser, command: str) -> None:
+    """Options shared by ``prune`` and ``train``; ``command`` picks the texts that differ."""
     group = parser.add_argument_group("training")
     group.add_argument("--data", metavar="SPEC",
                        help="digits (default), cifar10:PATH (python batches) or imagefolder:PATH[:SIZE]")
-    group.add_argument("--out", metavar="FILE", help="output checkpoint (Ctrl-C leaves FILE-stem.resume.pt)")
-    group.add_argument("--epochs", type=int, metavar="N",
-                       help="epochs of every training phase, dense pre-training included (default: the method's)")
+    group.add_argument("--out", metavar="FILE",
+                       help="output checkpoint; an existing file needs --force (Ctrl-C leaves FILE-stem.resume.pt)")
+    group.add_argument("--force", action="store_true",
+                       help="replace an existing --out" + (" (and the FILE-stem.dense.pt a zoo --model is trained "
+                                                          "into first)" if command == "prune" else ""))
+    group.add_argument("--epochs", type=int, metavar="N", help=(
+        "epochs of every training phase, the dense pre-training of a zoo --model included (default: the method's)"
+        if command == "prune" else "training epochs (default: 40 for digits, 200 for other data)"))
     group.add_argument("--seed", type=int, metavar="S", help="seed of initialisation, batch order and noise (default 0)")
+    example = "finetune.lr=0.005" if command == "prune" else "train.lr=0.001"
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a hyperparameter, e.g. finetune.lr=0.005 (repeatable; see --show-hparams)")
+                       help=f"override a hyperparameter, e.g. {example} (repeatable; see --show-hparams)")
     group.add_argument("--hparams", metavar="FILE", help="JSON file of hyperparameter overrides")
     group.add_argument("--show-hparams", action="store_true", help="print the hyperparameters as JSON and exit")
     group.add_argument("--resume", metavar="FILE", help="continue the interrupted run saved in FILE")
@@ -336,9 +381,10 @@ def training_overrides(args: argparse.Namespace) -> dict:
     return merge_overrides(base, parse_assignments(args.set))
 
 
-def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] | None:
-    """Common part of prune and train: --show-hparams, --out and --resume checks. Returns
-    (overrides, out) or None when only the hyperparameters were shown."""
+def start_training(args: argparse.Namespace, method: str, also_written: tuple[Path, ...] = ()) -> tuple[dict, Path] | None:
+    """Common part of prune and train: --show-hparams, --out (and ``also_written``, files the run
+    writes besides --out) and --resume checks. Returns (overrides, out) or None when only the
+    hyperparameters were shown."""
     import json
 
     from .prune.runner import resolve_params
@@ -353,7 +399,11 @@ def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] |
         raise_error("--out FILE is required: where to write the checkpoint")
     if args.threads is not None and args.threads < 1:
         raise_error(f"--threads must be at least 1, not {args.threads}")
-    return overrides, Path(args.out)
+    out = Path(args.out)
+    existing = [path for path in (out, *also_written) if path.exists()]
+    if existing and not args.force:
+        raise_error(f"{existing[0]} exists; pass --force to replace it")
+    return overrides, out
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -361,7 +411,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     if not args.method and not args.resume:
         raise_error(f"--method is required: one of {', '.join(PRUNE_METHODS)}")
-    started = start_training(args, args.method or "dub")
+    dense_out = None if args.resume or not args.out else \
+        runner.pretraining(args.model, args.data or "digits", Path(args.out))[1]
+    started = start_training(args, args.method or "dub", (dense_out,) if dense_out else ())
     if started is None:
         return 0
     overrides, out = started
@@ -455,8 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="conversions per second of one ADC (default 1.2e9, ISAAC's)")
     report.add_argument("--walden-fom", type=float, metavar="FJ",
                         help="Walden FOM in fJ per conversion step at 32 nm (default ISAAC-implied 6.51)")
-    report.add_argument("--calibrated", metavar="FILE",
-                        help="a calibrated hw_config.json with the same tiles: adds the per-column calibrated design")
+    report.add_argument("--calibrated", metavar="FILE", nargs="+", action="extend",
+                        help="calibrated hw_config.json files with the same tiles (repeatable; e.g. the files of "
+                             "'codesign calibrate --budgets'): the first is the per-column calibrated design, all "
+                             "are plotted as accuracy against ADC energy")
+    report.add_argument("--data", metavar="SPEC",
+                        help="measure the accuracies (float, ideal, crossbar, calibrated) on this dataset's test "
+                             "split by whole-model emulation; needs a model file that carries its architecture")
     report.add_argument("--no-synth", action="store_true",
                         help="skip Yosys synthesis of DIR/rtl/ (the report then says the periphery was not measured)")
     report.add_argument("--no-fpga", action="store_true",
@@ -483,14 +540,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(calibrate)
     add_crossbar_args(calibrate)
     calibrate.add_argument("--data", required=True, metavar="SPEC", help="dataset (e.g. digits)")
-    calibrate.add_argument("--budget", type=float, required=True, metavar="POINTS",
-                           help="largest share of search images (percent) whose prediction may change; "
-                                "bounds the accuracy drop in percentage points")
+    budget = calibrate.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget", type=float, metavar="POINTS",
+                        help="largest share of search images (percent) whose prediction may change; "
+                             "bounds the accuracy drop in percentage points")
+    budget.add_argument("--budgets", metavar="P1,P2,…",
+                        help="several budgets, e.g. 0.25,0.5,1,2: one config each, OUT-stem-budget<P>.json "
+                             "(for 'codesign report DIR --calibrated …', which plots accuracy against ADC energy)")
     calibrate.add_argument("--search-split", default="val", choices=("train", "val", "test"),
                            help="images the budget is enforced on (default val: held out from training, and "
                                 "the test split stays untouched for the reported drop); statistics use train")
     calibrate.add_argument("--out", default="hw_config.json", metavar="FILE",
-                           help="calibrated config to write (default hw_config.json)")
+                           help="calibrated config to write (default hw_config.json); with --budgets, the name "
+                                "its files are derived from")
     calibrate.add_argument("--force", action="store_true", help="replace an existing --out file")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -527,19 +589,22 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weight-bits", type=int, metavar="WB", help="two's-complement weight bits (default 8)")
     model.add_argument("--input-bits", type=int, metavar="A", help="unsigned activation bits (default 8)")
     model.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")
-    xbar = prune.add_argument_group("crossbar (DESIGN section 3; tiles during pruning are exactly these)")
+    xbar = prune.add_argument_group("crossbar (docs/design.md §3; tiles during pruning are exactly these)")
     xbar.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
     xbar.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
     xbar.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
     xbar.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
-    add_training_args(prune)
+    add_training_args(prune, "prune")
 
     train = command("train", cmd_train, "train a zoo architecture from random init into a dense codesign checkpoint")
+    train.usage = ("codesign train ARCH --out FILE [--data SPEC] [options]\n"
+                   "       codesign train --resume FILE --out FILE")
     train.add_argument("arch", nargs="?", metavar="ARCH",
-                       help="digits_cnn, vgg8, vgg11_cifar, resnet20 or resnet18 (codesign.zoo)")
+                       help="digits_cnn, vgg8, vgg11_cifar, resnet20 or resnet18 (codesign.zoo); required, "
+                            "except with --resume (the resumed run names it)")
     train.add_argument("--weight-bits", type=int, metavar="WB", help="weight bits recorded in the checkpoint (default 8)")
     train.add_argument("--input-bits", type=int, metavar="A", help="activation bits recorded (default 8)")
-    add_training_args(train)
+    add_training_args(train, "train")
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``HardwareConfig``: the contract between the stages (DESIGN.md section 4).
+"""``HardwareConfig``: the contract between the stages (docs/design.md §4).
 
 A pydantic model written as ``hw_config.json``. Users may edit it and feed it back with
 ``--config``; :func:`load_config` turns any schema violation into one line that names the layer
@@ -8,6 +8,7 @@ and tile, and :func:`check_against_model` checks an edited config against the mo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -30,7 +31,7 @@ class _Model(BaseModel):
 
 
 class CrossbarConfig(_Model):
-    """Crossbar geometry shared by every tile it applies to (DESIGN 3)."""
+    """Crossbar geometry shared by every tile it applies to (docs/design.md §3)."""
 
     rows: int = Field(128, ge=1, le=4096, description="Wordlines per crossbar (R).")
     cols: int = Field(128, ge=2, le=4096, description="Physical bitlines per crossbar (C).")
@@ -86,14 +87,76 @@ class LayerConfig(_Model):
         return self.name if self.group == 0 else f"{self.name}#{self.group}"
 
 
-class ModelInfo(_Model):
-    """Where the weights came from, so later stages can reload them and detect a different model."""
+BUNDLED_PREFIX = "bundled:"
 
-    path: str = Field(description="Model file as given, or 'bundled:<file>' for the bundled model.")
+
+class ModelInfo(_Model):
+    """Where the weights came from, so later stages can reload them and detect a different model.
+
+    In a written ``hw_config.json`` the path is relative to the folder holding the file
+    (docs/design.md §4); in memory, fresh from ingest, it is the path as given on the command line.
+    """
+
+    path: str = Field(description="Model file relative to the folder of this hw_config.json (as given, in a config "
+                                  "printed to stdout), or 'bundled:<file>' for the bundled model.")
+    absolute_path: Optional[str] = Field(
+        None, description="The model file's absolute path when the config was written: the fallback when the "
+                          "folder has moved without the model.")
     sha256: str
     format: Literal["state_dict", "checkpoint", "torchscript", "module", "pt2", "onnx", "safetensors"]
     arch: Optional[str] = None
     per_channel: bool = False
+
+    @property
+    def bundled(self) -> bool:
+        return self.path.startswith(BUNDLED_PREFIX)
+
+    def written_in(self, folder: Path) -> "ModelInfo":
+        """This info as a config in ``folder`` stores it: ``path`` relative to ``folder``, and absolute."""
+        if self.bundled:
+            return self
+        file = Path(self.absolute_path) if self.absolute_path else Path(self.path).resolve()
+        return self.model_copy(update={"path": Path(os.path.relpath(file, Path(folder).resolve())).as_posix(),
+                                       "absolute_path": str(file)})
+
+    def locate(self, folder: Path) -> Optional[Path]:
+        """The model file of a config that sits in ``folder`` (None: the bundled model): ``folder/path``,
+        else ``absolute_path``, else ``path`` from the working directory (configs printed to stdout)."""
+        if self.bundled:
+            return None
+        candidates = [Path(folder) / self.path, *([Path(self.absolute_path)] if self.absolute_path else []),
+                      Path(self.path)]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            tried = ", ".join(dict.fromkeys(str(c) for c in candidates))
+            raise CodesignError(f"the model of {Path(folder) / 'hw_config.json'} is not found (tried {tried}): "
+                                f"pass --model FILE")
+        return found
+
+
+Percent = float  #: A share in percent (a name of its own: a field below is called 'float').
+
+
+class SplitAccuracy(_Model):
+    """Top-1 accuracy (percent) on one split, as ``codesign calibrate`` measured it."""
+
+    images: int = Field(ge=0)
+    searched: bool = Field(description="Whether the budget was enforced on this split (in-sample).")
+    float: Percent = Field(description="The float model as stored.")
+    ideal: Percent = Field(description="Integer-quantized with exact products (every lossless design).")
+    crossbar: Percent = Field(description="Under this config's ADC bits and shifts.")
+    drop: Percent = Field(description="ideal − crossbar, in percentage points.")
+    flip_rate: Percent = Field(description="Share of images (percent) whose prediction differs from ideal.")
+
+
+class CalibrationRecord(_Model):
+    """What ``codesign calibrate`` chose these bits for and measured with them (docs/design.md §3.15)."""
+
+    data: str = Field(description="Dataset spec (--data).")
+    budget: float = Field(ge=0, description="Largest flip rate allowed on the search split, in percent.")
+    search_split: Literal["train", "val", "test"]
+    tolerance: Optional[float] = Field(description="The chosen τ; null: not even τ = 0 met the budget.")
+    accuracy: dict[str, SplitAccuracy] = Field(description="Per split: accuracies three ways.")
 
 
 class HardwareConfig(_Model):
@@ -101,6 +164,8 @@ class HardwareConfig(_Model):
     crossbar: CrossbarConfig
     layers: list[LayerConfig]
     model: Optional[ModelInfo] = None
+    calibration: Optional[CalibrationRecord] = Field(
+        None, description="Set by 'codesign calibrate': the budget these bits were chosen for and the accuracies measured.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":
@@ -140,6 +205,10 @@ class HardwareConfig(_Model):
 
     def geometry(self, layer: LayerConfig) -> Geometry:
         return layer.geometry(self.crossbar)
+
+    def written_in(self, folder: Path) -> "HardwareConfig":
+        """This config as a file in ``folder`` holds it: the model path relative to ``folder``."""
+        return self.model_copy(update={"model": self.model.written_in(folder)}) if self.model else self
 
     def to_json(self) -> str:
         """Deterministic JSON: two-space indentation, lists of numbers on one line."""

@@ -1,4 +1,4 @@
-"""Area, energy and latency estimates with traceable sources (DESIGN.md 3.11, anchors.md section 2).
+"""Area, energy and latency estimates with traceable sources (docs/design.md §3.11, docs/cost-models.md).
 
 Three layers, each usable on its own:
 
@@ -10,7 +10,7 @@ Three layers, each usable on its own:
    Other crossbar components (DAC, sample-and-hold, array, shift-add, registers) come from ISAAC's
    table (:data:`COMPONENTS`).
 3. **Accounting** (:func:`estimate`): for a :class:`~codesign.config.HardwareConfig`, the four
-   designs of DESIGN 3.11 — ``uniform`` full resolution, ``per_crossbar`` lossless (D.U.B.'s
+   designs of docs/design.md §3.11 — ``uniform`` full resolution, ``per_crossbar`` lossless (D.U.B.'s
    assumption), ``per_column`` lossless, ``calibrated`` per column — per layer and in total, under
    every ADC model. Conversions per inference = positions × input cycles × converted columns.
 
@@ -71,7 +71,7 @@ def _position(node_nm: float) -> tuple[float, float]:
     """(fractional table index, extrapolation ratio node/edge) of a node; index linear in nm.
 
     22 nm sits 5/6 of the way from 32 to 20 nm. (hwcomponents' interpolation weights the farther
-    neighbour, giving 32→22 nm area ×0.91; anchors.md 1.2's computed ×0.55 is this linear reading.)
+    neighbour, giving 32→22 nm area ×0.91; docs/cost-models.md §3 uses this linear reading, ×0.55.)
     """
     clamped = min(max(node_nm, NODE_RANGE_NM[0]), NODE_RANGE_NM[1])
     for i in range(len(_NODES_NM) - 1):
@@ -222,12 +222,18 @@ class AdcModel(ABC):
         return AdcTable(self.name, self.citation, self.conditions(settings), scaling, energy, area, tuple(warnings))
 
 
+def _rate(hz: float) -> str:
+    """A sample rate with an SI prefix, never an exponent: 1.2e9 → '1.2 GS/s'."""
+    scale, prefix = next(((s, p) for s, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if hz >= s), (1, ""))
+    return f"{hz / scale:g} {prefix}S/s"
+
+
 def _bits_list(bits: list[int]) -> str:
     return ", ".join(map(str, bits))
 
 
 class IsaacAdc(AdcModel):
-    """ISAAC's 8-bit SAR and its Saberi-scaled 4–10-bit family at 32 nm, 1.2 GS/s (anchors.md 1.8).
+    """ISAAC's 8-bit SAR and its Saberi-scaled 4–10-bit family at 32 nm, 1.2 GS/s (docs/cost-models.md §2.1).
 
     Between table points nothing is interpolated (bits are integers). Outside 4–10 b the energy and
     area follow the per-bit ratio of the nearest two table entries (geometric extrapolation). The
@@ -287,7 +293,7 @@ class WaldenAdc(AdcModel):
 
 
 class MurmannAdc(AdcModel):
-    """Andrulis–Murmann survey fit (anchors.md 1.3), constants at full precision from the plug-in.
+    """Andrulis–Murmann survey fit (docs/cost-models.md §2.3), constants at full precision from the plug-in.
 
     FOM_S = min(213.78 − 2.872·ln f, FOM_max[⌈b⌉]), FOM_max[n] = 128.31 + 3.2205·n dB;
     SNDR = 6.02·b + 1.76 dB;
@@ -321,14 +327,14 @@ class MurmannAdc(AdcModel):
             self.TECH_INTERCEPT + self.TECH_SLOPE * math.log(node) + self.ENOB_SLOPE * math.log(bits) + self.RESIDUAL)
         area = math.exp(self.AREA_INTERCEPT + self.AREA_TECH * math.log(node) + self.AREA_FREQ * math.log(f)
                         + self.AREA_ENERGY * math.log(energy))
-        return energy, area, f"fit evaluated at {node:g} nm, {f:.3g} S/s per ADC (no scaling)"
+        return energy, area, f"fit evaluated at {node:g} nm, {_rate(f)} per ADC (no scaling)"
 
     def conditions(self, settings: CostSettings) -> str:
-        return f"survey fit at {settings.tech_nm:g} nm, {settings.sample_rate_hz:.3g} S/s per ADC (best-case designs)"
+        return f"survey fit at {settings.tech_nm:g} nm, {_rate(settings.sample_rate_hz)} per ADC (best-case designs)"
 
 
 class ZigzagAdc(AdcModel):
-    """ZigZag's 28 nm AIMC fit (anchors.md 1.10): E = (100·b + 0.001·4^b)·V_dd² fJ,
+    """ZigZag's 28 nm AIMC fit (docs/cost-models.md §2.4): E = (100·b + 0.001·4^b)·V_dd² fJ,
     A = 10^(−0.0369·b + 1.206)·2^b µm². Scaled from 28 nm by Stillmaker–Baas; rate not modelled.
     The source states no range of bits."""
 
@@ -350,7 +356,7 @@ class ZigzagAdc(AdcModel):
 
 
 class NeurosimSarAdc(AdcModel):
-    """NeuroSim's SAR ADC (anchors.md 1.1), ADC part only.
+    """NeuroSim's SAR ADC (docs/cost-models.md §2.5), ADC part only.
 
     E = (α·b + β) µW · (b + 1) ns, with (α, β) of the LP roadmap at 65/32/22/7/1 nm; other nodes take
     the nearest tabulated node and Stillmaker–Baas energy scaling. A = 212.8·F²·(478 + 182·(b − 1))
@@ -735,7 +741,7 @@ def adc_energy_ratios(config: HardwareConfig, models: Iterable[str] = ("walden",
 
 
 def dub_levels(config: HardwareConfig) -> dict:
-    """Tiles per D.U.B. level (seeds.md 1.3): level ``k`` = uniform bits − the tile's lossless bits
+    """Tiles per D.U.B. level (docs/design.md §8.1): level ``k`` = uniform bits − the tile's lossless bits
     (its largest column), ``k`` = 0 … uniform − 1, plus empty tiles (every column skipped). Levels
     are relative to each layer's own uniform resolution."""
     levels = [0] * max(config.geometry(layer).uniform_bits for layer in config.layers)

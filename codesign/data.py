@@ -4,6 +4,8 @@
 float32 images ``[n, C, H, W]`` with values 0–1 (unsigned, as the crossbar's input DACs expect; no
 mean/std normalisation — models with batch norm absorb it) and int64 labels ``0..classes−1``.
 
+A ``~`` at the start of a ``PATH`` is the home folder, as in a shell (``cifar10:~/cifar-10-batches-py``).
+
 Every dataset has three disjoint splits: ``train`` fits the weights (and supplies activation
 scales and calibration statistics, which read no labels); ``val`` is for choices made by looking
 at accuracy — ``codesign calibrate`` searches its ADC settings on it; ``test`` is kept for the
@@ -78,7 +80,7 @@ def load_dataset(spec: str, split: str = "test") -> tuple[np.ndarray, np.ndarray
     if name == "digits" and not argument:
         return digits(split)
     if name == "cifar10" and argument:
-        return cifar10(Path(argument), split)
+        return cifar10(Path(argument).expanduser(), split)
     if name == "imagefolder" and argument:
         path, size = _path_and_size(argument)
         return imagefolder(path, split, size)
@@ -147,8 +149,8 @@ def _path_and_size(argument: str) -> tuple[Path, int]:
         size = int(tail)
         if not 1 <= size <= 1024:
             raise CodesignError(f"imagefolder image size must be 1–1024 pixels, not {size}")
-        return Path(head), size
-    return Path(argument), IMAGEFOLDER_SIZE
+        return Path(head).expanduser(), size
+    return Path(argument).expanduser(), IMAGEFOLDER_SIZE
 
 
 def _class_files(root: Path) -> dict[str, list[Path]]:

@@ -1,4 +1,4 @@
-"""Whole-model emulation: every Conv2d/Linear of a model runs on its crossbars (DESIGN 3, 6).
+"""Whole-model emulation: every Conv2d/Linear of a model runs on its crossbars (docs/design.md §3, §6).
 
 The model's float ``nn.Module`` is copied and each Conv2d/Linear is replaced by a module that
 
@@ -9,13 +9,13 @@ The model's float ``nn.Module`` is copied and each Conv2d/Linear is replaced by 
      ``u = clamp(round(x / s), 0, 2^a − 1)`` with ``s = max x / (2^a − 1)``;
    * **signed** (some calibration input < 0, e.g. a normalized image entering the first layer):
      ``x_q = clamp(round(x / s), −(2^(a−1) − 1), 2^(a−1) − 1)`` with ``s = max|x| / (2^(a−1) − 1)``.
-     The crossbar only takes unsigned inputs (DESIGN 3.6), so it is driven with the offset value
+     The crossbar only takes unsigned inputs (docs/design.md §3.6), so it is driven with the offset value
      ``u = x_q + 2^(a−1)`` (``1 … 2^a − 1``) and the digital periphery subtracts the constant
      ``2^(a−1) · Σ_r Q[r, j]`` from output ``j``. With a lossless crossbar this is exactly
      ``x_q @ Q``; a lossy ADC sees the offset inputs, as the hardware would;
 
 2. builds the layer matrix's input vectors: a Conv2d is unfolded (im2col, honouring stride,
-   padding, dilation and groups; rows in PyTorch flatten order (cin, kh, kw), DESIGN 3.1; zero
+   padding, dilation and groups; rows in PyTorch flatten order (cin, kh, kw), docs/design.md §3.1; zero
    padding is applied to ``x_q`` before the offset), a Linear takes ``x`` as is;
 3. runs each group's matrix: ``ideal`` mode computes ``u @ Q`` exactly; ``crossbar`` mode runs
    :class:`codesign.golden.CrossbarLayer` under the layer's ``LayerConfig`` (and optional
@@ -64,7 +64,7 @@ class InputQuant:
         """Unsigned (every input ≥ 0) or signed-with-offset (module docstring) from the range seen."""
         if low < 0 and bits < 2:
             raise CodesignError(f"layer '{name}' gets negative inputs, which need at least 2 input bits "
-                                f"(one for the offset, DESIGN 3.6); raise --input-bits")
+                                f"(one for the offset, docs/design.md §3.6); raise --input-bits")
         peak = max(-low, high)
         if low < 0:
             levels = (1 << (bits - 1)) - 1
@@ -92,9 +92,10 @@ def float_module(model: ModelSpec) -> Any:
 
     model.graph_module()
     if not isinstance(model.module, torch.nn.Module) or isinstance(model.module, torch.jit.ScriptModule):
-        raise CodesignError(f"{model.info.path}: whole-model emulation needs the model's graph — a codesign "
-                            f"checkpoint, TorchScript, torch.export .pt2 or ONNX file; a {model.info.format} file "
-                            f"only supports 'codesign emulate --layer'")
+        raise CodesignError(f"{model.info.path} is a {model.info.format.replace('_', ' ')} file: whole-model "
+                            f"emulation needs a model file that carries its architecture — a codesign checkpoint, "
+                            f"TorchScript, torch.export .pt2 or ONNX (see README 'How a model is read'); this one "
+                            f"supports 'codesign emulate --layer'")
     return model.module
 
 
@@ -199,7 +200,7 @@ def emulated_module(model: ModelSpec, quant: dict[str, InputQuant], mode: str,
     """A copy of the model's module with every Conv2d/Linear running in ``mode``.
 
     ``mode`` is ``"float"`` (the module itself), ``"ideal"`` (exact integer ``u @ Q``) or
-    ``"crossbar"`` (DESIGN section 3 under ``config``, with ``nonideal`` if given). ``observer``
+    ``"crossbar"`` (docs/design.md §3 under ``config``, with ``nonideal`` if given). ``observer``
     sees every group's integer inputs ``u[M, K]`` as they are computed.
     """
     if mode not in MODES:
@@ -249,14 +250,15 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def predict(module: Any, images: np.ndarray, batch_size: int = BATCH, progress: Optional[str] = None) -> np.ndarray:
-    """Class predictions (argmax of the outputs) for ``images``; a tqdm bar if ``progress`` names it."""
+    """Class predictions (argmax of the outputs) for ``images``; progress shown if ``progress`` names it."""
     import torch
-    from tqdm import tqdm
+
+    from .progress import Progress
 
     starts = range(0, len(images), batch_size)
     predictions = []
     with torch.no_grad(), one_torch_thread():
-        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, unit="batch"):
+        for start in Progress(starts, progress or "", unit="batch", enabled=progress is not None):
             predictions.append(module(torch.from_numpy(images[start:start + batch_size])).argmax(1).numpy())
     return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
 
@@ -298,19 +300,19 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
     peak = (1 << input_bits) - 1
     if not np.issubdtype(x.dtype, np.integer):
         raise CodesignError(f"{path} holds {x.dtype} values; layer '{key}' takes integer activations 0..{peak} "
-                            f"({input_bits}-bit unsigned, DESIGN 3.6): quantize them first")
+                            f"({input_bits}-bit unsigned, docs/design.md §3.6): quantize them first")
     if x.ndim not in (1, 2) or x.shape[-1] != rows:
         raise CodesignError(f"{path} has shape {list(x.shape)}; layer '{key}' takes [B, {rows}] "
                             f"(one row of K = {rows} inputs per vector)")
     if x.size and (x.min() < 0 or x.max() > peak):
         raise CodesignError(f"{path} holds values {int(x.min())}..{int(x.max())}; layer '{key}' takes "
-                            f"{input_bits}-bit unsigned inputs 0..{peak} (DESIGN 3.6)")
+                            f"{input_bits}-bit unsigned inputs 0..{peak} (docs/design.md §3.6)")
     return x
 
 
 def emulate_layer(model: ModelSpec, config: HardwareConfig, key: str, x: np.ndarray,
                   nonideal: Optional[NonIdeality] = None) -> np.ndarray:
-    """Integer outputs ``Y[B, N]`` (int64) of layer ``key`` for ``X[B, K]`` under ``config`` (DESIGN 6);
+    """Integer outputs ``Y[B, N]`` (int64) of layer ``key`` for ``X[B, K]`` under ``config`` (docs/design.md §6);
     a 1-D ``x`` gives a 1-D result."""
     layer = config.layer(key)
     spec = model.layer(layer.key)
@@ -370,7 +372,7 @@ def format_accuracy_report(report: dict[str, Any]) -> str:
              f"  float     {acc['float']:6.2f} %   float activations, the model file's weights",
              f"  ideal     {acc['ideal']:6.2f} %   {bits(report['input_bits'])}-bit activations, "
              f"{bits(report['weight_bits'])}-bit weights, exact integer products",
-             f"  crossbar  {acc['crossbar']:6.2f} %   DESIGN section 3 under the config"]
+             f"  crossbar  {acc['crossbar']:6.2f} %   docs/design.md §3 under the config"]
     if "native" in acc:
         lines.append(f"  native    {acc['native']:6.2f} %   the model run by {report['native_runtime']}")
     if report["nonideal"]:

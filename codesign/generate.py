@@ -119,6 +119,7 @@ def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict
     from .params import write_params
     from .rtl import write_rtl
 
+    config = config.written_in(out)   # the model path relative to out (docs/design.md §4)
     stats = config_stats(config)
     with staged_folder(out, force) as tmp:
         (tmp / "hw_config.json").write_text(config.to_json())

@@ -1,4 +1,4 @@
-"""Bit-exact integer model of crossbar, ADC and shift-add (DESIGN.md 3.6–3.9).
+"""Bit-exact integer model of crossbar, ADC and shift-add (docs/design.md §3.6–3.9).
 
 For a tile with cell levels ``d[r, p]`` and an unsigned input vector ``x``:
 
@@ -139,7 +139,7 @@ def column_values(q: np.ndarray, geometry: Geometry, tile: TileConfig, x: np.nda
 
 
 def tile_outputs_reference(q: np.ndarray, geometry: Geometry, tile: TileConfig, x: np.ndarray) -> np.ndarray:
-    """DESIGN 3.6–3.9 written out literally: int64 ``[B, col_count]`` partial outputs of one tile."""
+    """docs/design.md §3.6–3.9 written out literally: int64 ``[B, col_count]`` partial outputs of one tile."""
     x = check_inputs(x, geometry, q.shape[0])
     digits = tile_digits(q, geometry, tile.range)
     S, c, v = geometry.slices, geometry.cell_bits, geometry.dac_bits
@@ -196,7 +196,7 @@ class NonIdeality:
         and Liang et al. study σ ≈ 0.1).
     adc_noise:
         σ_adc of the Gaussian noise added to every ADC input, in units of one cell level at one
-        input LSB (the unit of ``y``, DESIGN 3.7).
+        input LSB (the unit of ``y``, docs/design.md §3.7).
     seed:
         Seed of both draws; combined with the layer key so layers draw independently.
     """

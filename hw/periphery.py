@@ -1,4 +1,4 @@
-"""Parameters, widths and shared interfaces of the tile periphery (DESIGN.md section 3).
+"""Parameters, widths and shared interfaces of the tile periphery (docs/design.md §3).
 
 One :class:`PeripheryParams` describes everything the gateware of a crossbar tile depends on:
 the crossbar geometry and number formats (:class:`codesign.mapping.Geometry`), the largest ADC
@@ -107,7 +107,7 @@ class PeripheryParams:
             raise ValueError(f"{self.geometry.adcs} ADCs exceed the {self.geometry.logical_cols} logical columns "
                              f"of a {self.geometry.cols}-column crossbar; each ADC serves at least one")
 
-    # --- geometry, renamed after DESIGN 3 -------------------------------------------------------
+    # --- geometry, renamed after docs/design.md §3 -------------------------------------------------------
 
     @property
     def rows(self) -> int:

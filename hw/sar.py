@@ -1,4 +1,4 @@
-"""SAR ADC controller with a run-time resolution ``b`` and input shift ``k`` (DESIGN.md 3.8)."""
+"""SAR ADC controller with a run-time resolution ``b`` and input shift ``k`` (docs/design.md §3.8)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class SARController(wiring.Component):
     column value ``y`` by binary search, most significant bit first: in step ``i = b−1 … 0`` it
     presents ``trial = code | 2^i`` and the reference ``trial << k`` and keeps bit ``i`` when
     the comparator says ``y ≥ trial << k``. Since ``y >> k ≥ trial ⇔ y ≥ trial << k`` for
-    integers, the result equals DESIGN 3.8 exactly.
+    integers, the result equals docs/design.md §3.8 exactly.
 
     A trial whose bit weight ``2^(i+k)`` reaches ``2^Wy`` exceeds every column value
     (``y < 2^Wy``): the reference then reads ``2^Wy`` and the step is decided "below" without

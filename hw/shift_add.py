@@ -1,4 +1,4 @@
-"""Shift-add: recombines conversions into the tile's logical-column results (DESIGN.md 3.9)."""
+"""Shift-add: recombines conversions into the tile's logical-column results (docs/design.md §3.9)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Running the periphery in the Amaranth simulator against a model of the analog side.
 
 :class:`CrossbarModel` answers every comparator of a :class:`TilePeriphery` from the column values
-``y[B, T, C]`` of DESIGN 3.7 (``codesign.golden.column_values``), with exactly the rule of the
+``y[B, T, C]`` of docs/design.md §3.7 (``codesign.golden.column_values``), with exactly the rule of the
 analog boundary: while ``adc[g].step`` is 1, ``adc[g].cmp = y[vector, input_cycle, adc[g].column]
 ≥ adc[g].ref``. :func:`simulate_tile` feeds input vectors, takes the results (optionally with
 back-pressure) and reports when each vector was accepted, so cycle counts can be measured.
@@ -52,7 +52,7 @@ class CrossbarModel:
         if y.ndim != 3 or y.shape[1:] != (p.cycles, p.cols):
             raise ValueError(f"y must have shape [B, {p.cycles}, {p.cols}], not {list(y.shape)}")
         if y.size and (y.min() < 0 or y.max() >= 1 << p.value_width):
-            raise ValueError(f"column values must lie in 0..{(1 << p.value_width) - 1} (DESIGN 3.7)")
+            raise ValueError(f"column values must lie in 0..{(1 << p.value_width) - 1} (docs/design.md §3.7)")
         self.tile = tile
         self.y = y
 

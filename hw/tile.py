@@ -20,7 +20,7 @@ from .shift_add import ShiftAdd
 CFG_FILE_PLACEHOLDER = "@CODESIGN_CFG_FILE@"
 
 COMPARATOR_RULE = ("while adc[g].step = 1: adc[g].cmp = (y[t][p] >= adc[g].ref) with t = input_cycle, "
-                   "p = adc[g].column, y from DESIGN 3.7; sampled at the next rising edge")
+                   "p = adc[g].column, y from docs/design.md §3.7; sampled at the next rising edge")
 CYCLE_RULE = (f"T*({CYCLE_OVERHEAD} + max over ADC lanes g of sum of min(b[p], bmax) over the lane's columns) "
               f"+ {VECTOR_OVERHEAD}")
 
@@ -115,7 +115,7 @@ class TilePeriphery(PeripheryComponent):
     shift-add, one result vector out.
 
     For every input vector it applies ``x`` to the wordlines ``v`` bits at a time over
-    ``T = ceil(a/v)`` input cycles, least significant first (DESIGN 3.6). In each input cycle
+    ``T = ceil(a/v)`` input cycles, least significant first (docs/design.md §3.6). In each input cycle
     every ADC lane converts its columns with ``b > 0`` at their own resolution and shift
     (3.8), and the shift-add recombines the codes into the ``L`` results (3.9), starting from
     the vector's ``acc`` field. The configuration memory holds one ``(b, k)`` word per physical

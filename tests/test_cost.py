@@ -1,4 +1,4 @@
-"""Cost models against published anchor points (anchors.md sections 1.2, 1.8, 2.1; seeds.md 1.6)."""
+"""Cost models against published anchor points (docs/cost-models.md §2.6 and §3; docs/design.md §8.1)."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from codesign.ingest import LayerSpec, ModelSpec
 
 BITS = (4, 5, 6, 7, 8, 9, 10)
 
-# anchors.md 2.1, "The same conversion, priced by each model": (model, settings, decimals of the
+# docs/cost-models.md §2.6, "The same conversion, priced by each model": (model, settings, decimals of the
 # printed energy, [(pJ, µm²) for 4…10 b]). Areas are printed as integers.
 ANCHORS_2_1 = [
     ("isaac", dict(tech_nm=32, sample_rate_hz=1.2e9), 2,
@@ -52,7 +52,7 @@ def test_models_reproduce_anchors_table(model, settings, decimals, expected):
 
 def test_walden_default_is_isaac_implied_and_doubles_per_bit():
     table = ADC_MODELS["walden"].table(CostSettings(), range(1, 11))
-    # anchors.md 2.1: "Walden FOM implied at 8 b: ISAAC 6.5 fJ/step".
+    # docs/cost-models.md §2.6: "Walden figures of merit implied at 8 b: isaac 6.5 fJ/step".
     assert round(CostSettings().walden_fom_fj, 1) == 6.5
     assert round(table.energy_pj[8], 2) == 1.67
     assert np.allclose(table.energy_pj[2:] / table.energy_pj[1:-1], 2.0)
@@ -62,7 +62,7 @@ def test_walden_default_is_isaac_implied_and_doubles_per_bit():
 
 @pytest.mark.parametrize("src, dst, area, energy", [(32, 22, 0.55, 0.45), (32, 16, 0.41, 0.26), (65, 22, 0.17, 0.24)])
 def test_technology_scaling_matches_stillmaker_baas(src, dst, area, energy):
-    # anchors.md 1.2: "Computed at 0.8 V: 32→22 nm area ×0.55, energy ×0.45; …"
+    # docs/cost-models.md §3: "32 → 22 nm area ×0.55, energy ×0.45; …"
     assert rounds_to(area_scale(src, dst), area, 2)
     assert rounds_to(energy_scale(src, dst), energy, 2)
 
@@ -100,7 +100,7 @@ def test_accounting_follows_design_3_11():
     est = estimate(config, models=["walden"])
     isaac_pj = 16e-3 / (8 * 1.2e9) * 1e12      # ISAAC: 16 mW for 8 ADCs at 1.2 GS/s
     walden = lambda b: isaac_pj * 2.0 ** (b - 8)  # noqa: E731 - E = FOM·2^b with ISAAC's FOM
-    uniform_bits = 4                             # ceil(log2(4·1·3 + 1)) = 4 (DESIGN 3.11)
+    uniform_bits = 4                             # ceil(log2(4·1·3 + 1)) = 4 (docs/design.md §3.11)
     expected = {  # (conversions = positions × T × converted columns, ADC energy, SAR steps)
         "uniform": (10 * 4 * 4, 10 * 4 * 4 * walden(uniform_bits), 10 * 4 * 4 * uniform_bits),
         "per_crossbar": (10 * 4 * 4, 10 * 4 * 4 * walden(3), 10 * 4 * 4 * 3),
@@ -141,7 +141,7 @@ def dub_layer(histogram, rows=64, seed=0):
 
 
 def test_dub_released_histogram_gives_10_2x_under_2_to_the_n():
-    # seeds.md 1.6: VGG11/CIFAR-10, T = 64, λ_l2 = λ_var = 1e-3: tiles per level k = 0…6 and empty.
+    # docs/design.md §8.1: VGG11/CIFAR-10, T = 64, λ_l2 = λ_var = 1e-3: tiles per level k = 0…6 and empty.
     released = [23, 228, 112, 166, 119, 910, 0, 693]
     # 64-row crossbars with 128 physical columns hold 64 logical columns of one slice (D.U.B.'s 64×64 tile).
     config = config_of(dub_layer(released), rows=64, cols=128)

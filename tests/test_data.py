@@ -76,6 +76,19 @@ def test_cifar10_reads_python_batches_with_the_last_5000_training_images_as_val(
     np.testing.assert_array_equal(np.rint(xt * 255).astype(np.uint8), test_images)
 
 
+def test_paths_after_the_dataset_name_expand_the_home_folder(tmp_path, monkeypatch):
+    """The README's own example, cifar10:~/cifar-10-batches-py (the shell does not expand ~ after ':')."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    write_cifar_batch(folder / "test_batch", cifar_images(np.random.default_rng(2), 3)[0], [4, 5, 6])
+    assert load_dataset("cifar10:~/cifar-10-batches-py", "test")[1].tolist() == [4, 5, 6]
+    save_classes(tmp_path / "pictures" / "train", 2)
+    save_classes(tmp_path / "pictures" / "test", 1)
+    assert load_dataset("imagefolder:~/pictures", "test")[1].tolist() == [0, 1]
+    assert load_dataset("imagefolder:~/pictures:8", "test")[0].shape == (2, 3, 8, 8)
+
+
 def test_cifar10_too_few_training_images_for_a_val_split(tmp_path):
     images, labels = cifar_images(np.random.default_rng(1), 10)
     write_cifar_batch(tmp_path / "data_batch_1", images, labels)

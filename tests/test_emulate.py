@@ -96,7 +96,7 @@ def test_lossless_crossbar_equals_ideal_bit_for_bit(signed):
 
 def test_signed_layer_drives_the_crossbar_with_offset_inputs():
     """Under a lossy config a signed layer's output is the crossbar's on u = x_q + 2^(a−1), minus
-    2^(a−1)·Σ_r Q[r, j], rescaled: checked against the literal reference of DESIGN 3.6–3.9."""
+    2^(a−1)·Σ_r Q[r, j], rescaled: checked against the literal reference of docs/design.md §3.6–3.9."""
     model = net_model(2)
     images = torch.rand(4, 4, 9, 9) * 2 - 1
     quant = calibrate_inputs(model, images.numpy())
@@ -169,7 +169,10 @@ def test_unsupported_modules_are_named():
 def test_whole_model_needs_an_architecture(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save(load_model().module.state_dict(), path)
-    with pytest.raises(CodesignError, match="codesign checkpoint"):
+    # The hint says what really works (a file that carries its architecture), not "save a codesign
+    # checkpoint", which only a zoo architecture can do.
+    with pytest.raises(CodesignError, match=r"plain.pt is a state dict file: whole-model emulation needs a model file "
+                                            r"that carries its architecture \(see README 'How a model is read'\)"):
         emulated_module(load_model(path), {}, "ideal")
 
 

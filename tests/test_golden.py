@@ -1,6 +1,6 @@
 """Golden model: the fast path against the literal per-cycle reference and against ``X @ Q``.
 
-Two independent oracles: :func:`codesign.golden.layer_outputs_reference` (DESIGN 3.6–3.9 written
+Two independent oracles: :func:`codesign.golden.layer_outputs_reference` (docs/design.md §3.6–3.9 written
 out with Python integers, one column and cycle at a time) and the plain int64 product ``X @ Q``
 (equal to the crossbar output only when every column is lossless, 3.10).
 """

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""SARController in the Amaranth simulator against ``codesign.golden.adc`` (DESIGN 3.8)."""
+"""SARController in the Amaranth simulator against ``codesign.golden.adc`` (docs/design.md §3.8)."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ YMAX = (1 << WIDTH) - 1
 
 
 def golden_result(y, bits, shift):
-    """(code, value) of DESIGN 3.8 from the golden model."""
+    """(code, value) of docs/design.md §3.8 from the golden model."""
     value = int(golden.adc(np.array([y]), np.array([bits]), np.array([shift]))[0])
     return value >> shift, value
 

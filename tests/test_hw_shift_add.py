@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""ShiftAdd in the Amaranth simulator: conversions recombined into results as DESIGN 3.9 says."""
+"""ShiftAdd in the Amaranth simulator: conversions recombined into results as docs/design.md §3.9 says."""
 
 import numpy as np
 import pytest

@@ -55,7 +55,7 @@ class Case:
 
 def make_case(seed, *, rows=6, logical=3, cell_bits=2, dac_bits=1, weight_bits=6, input_bits=4, adcs=1,
               partial=False, bits="random", max_shift=2, density=0.6, vectors=3, chain=2):
-    """A random tile. ``bits``: "lossless" (DESIGN 3.10), "random" (b in 0..5, k in 0..max_shift:
+    """A random tile. ``bits``: "lossless" (docs/design.md §3.10), "random" (b in 0..5, k in 0..max_shift:
     truncation and saturation), or an int for every column."""
     rng = np.random.default_rng(seed)
     slices = math.ceil((weight_bits - 1) / cell_bits)

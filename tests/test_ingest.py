@@ -102,6 +102,18 @@ def test_pickled_module_needs_trust(tmp_path):
     assert spec.info.format == "module" and len(spec.layers) == 1 + 8 + 2 + 1
 
 
+def test_trusted_pickle_of_a_class_that_cannot_be_imported_says_so(tmp_path):
+    (tmp_path / "private_net.py").write_text("import torch\nclass Net(torch.nn.Linear):\n    pass\n")
+    path = tmp_path / "module.pt"
+    save = f"import torch, private_net; torch.save(private_net.Net(4, 3), {str(path)!r})"
+    subprocess.run([sys.executable, "-c", save], cwd=tmp_path, check=True)
+    assert "private_net" not in sys.modules
+    with pytest.raises(CodesignError, match=r"cannot unpickle .*module.pt: .*private_net.*; unpickling a whole module "
+                                            r"needs its class importable: run codesign where the module defining it "
+                                            r"is on PYTHONPATH, or save model.state_dict\(\) instead"):
+        load_model(path, trust_pickle=True)
+
+
 def test_integer_grid_is_taken_exactly():
     rng = np.random.default_rng(3)
     q = rng.integers(-90, 91, size=(6, 40))          # max |q| 90 < 127: not the default grid

@@ -15,7 +15,7 @@ from codesign.mapping import (Geometry, TileRange, default_tiles, layer_column_s
 
 
 def reference_tile_bits(q, geo, tile):
-    """DESIGN 3.3–3.5 and 3.10 written out literally, one weight at a time."""
+    """docs/design.md §3.3–3.5 and §3.10 written out literally, one weight at a time."""
     S, c, v = geo.slices, geo.cell_bits, geo.dac_bits
     bits = {}
     for j in range(tile.col_count):

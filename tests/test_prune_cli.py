@@ -62,6 +62,12 @@ def test_pruned_checkpoint_round_trips_into_ingest_analyze_and_generate(dense, t
     assert main(["generate", "--model", str(out), "--rows", "64", "--cols", "64", "--out", str(tmp_path / "gen")]) == 0
     config = json.loads((tmp_path / "gen" / "hw_config.json").read_text())
     assert config["crossbar"]["rows"] == 64 and len(config["layers"]) == 5
+    capsys.readouterr()
+    assert main(["analyze", "--model", str(out)]) == 0
+    assert "pruned for 64×64 crossbars (2-bit cells, 1-bit DAC): using them" in capsys.readouterr().err
+    assert main(["analyze", "--model", str(out), "--search"]) == 0     # the sweep picks the size, not the note
+    assert "pruned for 64×64 crossbars (2-bit cells, 1-bit DAC): --search sweeps rows and cols and keeps its " \
+           "cell and DAC bits" in capsys.readouterr().err
 
 
 def test_prune_trains_a_zoo_architecture_first(tmp_path):
@@ -93,6 +99,7 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes_to_the_same_result(dense, tmp_p
     saved = torch.load(resume_path(out), weights_only=True)
     assert saved["meta"]["resume"]["position"] == {"phase": 1, "epoch": 0}
     again = resume(resume_path(out), out)
+    assert not resume_path(out).exists()                        # finished: its state is in out now
     assert [r["phase"] for r in again["meta"]["history"]] == ["admm", "admm", "finetune", "finetune"]
     for key, value in whole["state_dict"].items():
         assert torch.equal(value, again["state_dict"][key]), key
@@ -110,8 +117,38 @@ def test_cli_resume_refuses_contradicting_options(dense, tmp_path, capsys):
     assert "fixed by the run being resumed" in capsys.readouterr().err
     assert main(["prune", "--resume", str(resume_path(out)), "--out", str(out)]) == 0
     assert len(torch.load(out, weights_only=True)["meta"]["history"]) == 2
-    assert main(["prune", "--resume", str(dense), "--out", str(out)]) == 1
+    assert not resume_path(out).exists() and f"removed {resume_path(out)}" in capsys.readouterr().err
+    assert main(["prune", "--resume", str(dense), "--out", str(out), "--force"]) == 1
     assert "not a resumable checkpoint" in capsys.readouterr().err
+
+
+def test_train_and_prune_refuse_to_replace_an_existing_out_without_force(dense, tmp_path, capsys):
+    out = tmp_path / "kept.pt"
+    out.write_bytes(b"a good model")
+    for argv in (["train", "digits_cnn", "--epochs", "1"], ["prune", "--model", str(dense), "--method", "magnitude"],
+                 ["prune", "--resume", str(tmp_path / "any.resume.pt")]):
+        assert main([*argv, "--out", str(out)]) == 1
+        assert capsys.readouterr().err.strip() == f"codesign: error: {out} exists; pass --force to replace it"
+        assert out.read_bytes() == b"a good model"
+    # A zoo --model is trained into OUT-stem.dense.pt first: that file is not replaced silently either.
+    fresh = tmp_path / "p.pt"
+    (tmp_path / "p.dense.pt").write_bytes(b"a dense model")
+    assert main(["prune", "--model", "digits_cnn", "--method", "magnitude", "--out", str(fresh)]) == 1
+    assert f"{tmp_path / 'p.dense.pt'} exists; pass --force" in capsys.readouterr().err
+    assert not fresh.exists()
+    assert main(["train", "digits_cnn", "--epochs", "1", "--out", str(out), "--force"]) == 0
+    assert torch.load(out, weights_only=True)["meta"]["method"] == "dense"
+
+
+def test_train_help_says_what_train_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    usage = text.split("\n\n")[0]
+    assert "[ARCH]" not in usage and "codesign train ARCH --out FILE" in usage and "--resume FILE --out FILE" in usage
+    epochs = " ".join(text.split("--epochs N", 1)[1].split("--seed")[0].split())
+    assert epochs == "training epochs (default: 40 for digits, 200 for other data)"
+    assert "finetune" not in text and "dense pre-training" not in text
 
 
 def test_show_hparams_reflects_overrides(capsys):

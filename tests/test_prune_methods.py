@@ -34,7 +34,7 @@ def run(dense, tmp_path, method, **overrides):
 
 
 def mask_matrix(checkpoint, name):
-    """The checkpoint's mask of a layer as its [K, N] matrix (DESIGN 3.1, groups = 1 here)."""
+    """The checkpoint's mask of a layer as its [K, N] matrix (docs/design.md §3.1, groups = 1 here)."""
     mask = checkpoint["masks"][name].numpy()
     return mask.reshape(mask.shape[0], -1).T
 

@@ -147,7 +147,7 @@ def test_each_module_is_synthesized_once(shift_add, cache):
 
 
 def test_liberty_areas_are_sky130_lef_sizes():
-    # LEF SIZE widths × the 2.72 µm row height of sky130_fd_sc_hd.
+    # templates/sky130_hd_area.lib: LEF SIZE widths × the 2.72 µm row height of sky130_fd_sc_hd.
     widths = {"inv_1": 1.38, "buf_1": 1.38, "nand2_1": 1.38, "nor2_1": 1.38, "and2_1": 2.30, "or2_1": 2.30,
               "a21oi_1": 1.84, "o21ai_0": 1.84, "xor2_1": 3.22, "xnor2_1": 3.22, "mux2_1": 4.14, "dfxtp_1": 7.36}
     text = liberty_path().read_text()

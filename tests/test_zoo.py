@@ -32,7 +32,7 @@ def test_every_architecture_runs_on_its_input_shape(name):
 
 
 def test_vgg11_cifar_matches_dub_code():
-    """seeds.md 1.2: 8 convolutions with 9,217,728 weights and 2251 tiles at T = 64; 512-512-10 head."""
+    """docs/design.md §8.1: 8 convolutions with 9,217,728 weights and 2251 tiles at T = 64; 512-512-10 head."""
     model = zoo.build("vgg11_cifar")
     convs = conv_layers(model)
     assert len(convs) == 8
@@ -43,7 +43,7 @@ def test_vgg11_cifar_matches_dub_code():
 
 
 def test_resnet18_matches_torchvision_and_dub():
-    """torchvision's resnet18 has 11,689,512 parameters and 122 state_dict entries; seeds.md 1.2:
+    """torchvision's resnet18 has 11,689,512 parameters and 122 state_dict entries; docs/design.md §8.6:
     20 convolutions (with the shortcuts), 11,166,912 weights, 2727 tiles at T = 64."""
     model = zoo.build("resnet18")
     assert sum(p.numel() for p in model.parameters()) == 11_689_512

@@ -1,4 +1,4 @@
-"""Model ingest: a model file → integer layer matrices (DESIGN.md sections 3.1–3.2).
+"""Model ingest: a model file → integer layer matrices (docs/design.md §3.1–3.2).
 
 One reader per format family, each returning the Conv2d/Linear weights it found
 (:class:`~codesign.ingest.tensors.Found`) and, when the file carries the graph, an ``nn.Module``
@@ -166,7 +166,7 @@ def load_model(path: str | Path | None = None, *, weight_bits: int | None = None
     if needed is not None and needed > DEFAULT_WEIGHT_BITS and weight_bits is None:
         peak = max(int(np.abs(layer.weight).max(initial=0)) for layer in source.found if layer.integer)
         notes.append(f"the model's integer weights reach magnitude {peak}, beyond the ±127 of 8-bit weights (the "
-                     f"symmetric range ±(2^(wb−1) − 1), DESIGN 3.2): mapping them exactly as {needed}-bit weights")
+                     f"symmetric range ±(2^(wb−1) − 1), docs/design.md §3.2): mapping them exactly as {needed}-bit weights")
     weight_bits = weight_bits or source.weight_bits or needed or DEFAULT_WEIGHT_BITS
     input_bits = input_bits or source.input_bits or DEFAULT_INPUT_BITS
     per_channel = source.per_channel if source.per_channel is not None else per_channel
@@ -380,7 +380,7 @@ def _traced_shape(module: Any) -> Optional[tuple[int, ...]]:
 
 def quantize(weight: np.ndarray, weight_bits: int, per_channel: bool, scale: Any = None,
              name: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric quantization to ``±(2^(wb−1) − 1)`` (DESIGN 3.2).
+    """Symmetric quantization to ``±(2^(wb−1) − 1)`` (docs/design.md §3.2).
 
     Returns integer weights shaped like ``weight`` (int32) and the scale per output channel
     (float64, ``weight.shape[0]`` entries). A given ``scale`` (0-d or per channel) is used as is.

@@ -51,11 +51,14 @@ def read_torch_file(file: Path, shown: str, trust_pickle: bool, arrays: bool = F
         if not trust_pickle:
             raise CodesignError(
                 f"{shown} holds pickled Python objects (a whole nn.Module?) and unpickling can run code: "
-                f"save model.state_dict() instead, or pass --trust-pickle if you trust the file") from None
+                f"save model.state_dict() instead, or pass --trust-pickle if you trust the file (the module defining "
+                f"its class must then be importable)") from None
         try:
             obj = torch.load(file, map_location="cpu", weights_only=False)
         except Exception as exc2:  # noqa: BLE001
-            raise CodesignError(f"cannot unpickle {shown}: {first_line(exc2)}") from None
+            raise CodesignError(f"cannot unpickle {shown}: {first_line(exc2)}; unpickling a whole module needs "
+                                f"its class importable: run codesign where the module defining it is on "
+                                f"PYTHONPATH, or save model.state_dict() instead") from None
     from ..checkpoint import is_checkpoint
 
     if is_checkpoint(obj):

@@ -8,7 +8,7 @@ Follows the released code (zjysteven/bitslice_sparsity, ``finetune_bitslice.py``
 where ``x = round(|w| / step)`` and the slices ``b_s`` are taken from the most significant down,
 ``b_s = floor((x − Σ_higher b_h·2^(c·h)) / 2^(c·s))`` with the higher slices detached and the
 least significant slice the remainder; ``round`` and ``floor`` have straight-through gradients.
-Slices here are DESIGN 3.4's: ``S = ceil((wb − 1) / c)`` digits of ``c`` bits (the code: four 2-bit
+Slices here are those of docs/design.md §3.4: ``S = ceil((wb − 1) / c)`` digits of ``c`` bits (the code: four 2-bit
 slices of an 8-bit magnitude). Steps are powers of two, as the code's dynamic fixed point.
 """
 

@@ -1,7 +1,7 @@
 """Crossbar views of a model's weights, quantization with a straight-through estimator, masks.
 
 Every pruning method sees a Conv2d/Linear weight the way :mod:`codesign.mapping` maps it
-(DESIGN.md section 3): per convolution group a matrix ``Q[K, N]`` with rows in PyTorch flatten order
+(docs/design.md §3): per convolution group a matrix ``Q[K, N]`` with rows in PyTorch flatten order
 (cin, kh, kw) and one column per output channel; rows split into blocks of ``R`` (the last may be
 shorter) and columns into tiles of ``L = floor(C / 2S)`` logical columns. A *column segment* is one
 column inside one row block (what one ADC sees); a *tile* is one crossbar.
@@ -94,7 +94,7 @@ class Target:
         return math.prod(self.module.kernel_size) if isinstance(self.module, nn.Conv2d) else 1
 
     def matrix(self, weight: Tensor | None = None) -> Tensor:
-        """The weight (or a tensor shaped like it) as ``[G, K, N]`` matrices (DESIGN 3.1)."""
+        """The weight (or a tensor shaped like it) as ``[G, K, N]`` matrices (docs/design.md §3.1)."""
         w = self.weight if weight is None else weight
         G = self.groups
         return w.reshape(G, w.shape[0] // G, -1).transpose(1, 2)
@@ -146,7 +146,7 @@ def keep_groups(scores: Tensor, fraction_pruned: float) -> Tensor:
 
 @dataclass(frozen=True)
 class Quantizer:
-    """Symmetric weight quantization to ``±(2^(bits−1) − 1)`` (DESIGN 3.2).
+    """Symmetric weight quantization to ``±(2^(bits−1) − 1)`` (docs/design.md §3.2).
 
     The step is ``max|w| / (2^(bits−1) − 1)`` per layer or per output channel; with ``pow2`` it is
     the smallest power of two ``2^e`` with ``max|w| ≤ 2^e · (2^(bits−1) − 1)`` (a shift in hardware,

@@ -1,6 +1,6 @@
 """CRIMP: crossbar-aligned kernel-group and crossbar pruning (Huai et al., ACM TECS 2023).
 
-No code is public; this follows seeds.md section 4.2 (tagged [I] there):
+No code is public; this follows docs/design.md §8.4 (tagged [I] there):
 
 * a **kernel group** is the ``kh·kw`` rows of one input channel across the columns of one tile
   (the part of those rows inside one row block when they straddle two): pruning it drops rows of a

@@ -1,6 +1,6 @@
 """Crossbar-aware pruning (Liang et al., IEEE Access 2018): crossbar grain and column grain.
 
-No code is public; this follows seeds.md section 2 (the formalisation is tagged [I] there). Groups
+No code is public; this follows docs/design.md §8.2 (the formalisation is tagged [I] there). Groups
 are whole tiles (``crossbar``) or column segments — one column within one row block — (``column``).
 Per layer the ``ceil((1 − sparsity) · groups)`` groups of largest L2 norm are kept:
 

@@ -358,13 +358,8 @@ def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Opt
     """
     params = resolve_params(method, overrides, epochs)
     crossbar = {k: v for k, v in (crossbar or {}).items() if v is not None}
-    if source is None:
-        if data not in DEFAULT_ARCH:
-            raise CodesignError(f"--model is required with --data {data}: a dense checkpoint or a zoo "
-                                f"architecture ({', '.join(zoo.ARCHS)})")
-        source = DEFAULT_ARCH[data]
-    if source in zoo.ARCHS and not Path(source).is_file():
-        dense_out = out.with_name(f"{out.stem}.dense{out.suffix or '.pt'}")
+    source, dense_out = pretraining(source, data, out)
+    if dense_out is not None:
         print(f"codesign: training {source} dense first (codesign train), into {dense_out}", file=sys.stderr)
         train_dense(source, data, dense_out, epochs=epochs, seed=seed, on_epoch=on_epoch, threads=threads,
                     **{k: crossbar[k] for k in ("weight_bits", "input_bits") if k in crossbar})
@@ -375,9 +370,27 @@ def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Opt
     return execute(setup, out, state=state, on_epoch=on_epoch, threads=threads)
 
 
+def pretraining(source: Optional[str], data: str, out: Path) -> tuple[str, Optional[Path]]:
+    """The model to prune and, when it is a zoo architecture to train dense first, the file that
+    dense training writes (``<out>.dense.pt``). ``source=None`` means the dataset's default architecture."""
+    if source is None:
+        if data not in DEFAULT_ARCH:
+            raise CodesignError(f"--model is required with --data {data}: a dense checkpoint or a zoo "
+                                f"architecture ({', '.join(zoo.ARCHS)})")
+        source = DEFAULT_ARCH[data]
+    if source in zoo.ARCHS and not Path(source).is_file():
+        return source, out.with_name(f"{out.stem}.dense{out.suffix or '.pt'}")
+    return source, None
+
+
 def resume(path: str | Path, out: Path, given: Optional[dict[str, Any]] = None,
            on_epoch: OnEpoch = None, threads: Optional[int] = None) -> dict[str, Any]:
-    """Continue the run saved in ``path``; ``given`` options must agree with it."""
+    """Continue the run saved in ``path``; ``given`` options must agree with it. When the run has
+    finished and ``out`` is written, ``path`` is removed: what it held is now in ``out``."""
     setup, snapshot = read_resume(path)
     check_resume(setup, given or {})
-    return execute(setup, out, snapshot=snapshot, on_epoch=on_epoch, threads=threads)
+    checkpoint = execute(setup, out, snapshot=snapshot, on_epoch=on_epoch, threads=threads)
+    if Path(path).resolve() != Path(out).resolve():
+        Path(path).unlink(missing_ok=True)
+        print(f"codesign: removed {path}: the run it saved has finished into {out}", file=sys.stderr)
+    return checkpoint

@@ -1,6 +1,6 @@
 """What pruning achieved, measured on the integer weights the crossbars will hold.
 
-All figures come from integer matrices ``Q[G, K, N]`` (DESIGN 3.1–3.2) through
+All figures come from integer matrices ``Q[G, K, N]`` (docs/design.md §3.1–3.2) through
 :mod:`codesign.mapping`, so they agree with ``codesign analyze``.
 """
 
@@ -33,7 +33,7 @@ def sparsity(mats: dict[str, np.ndarray]) -> float:
 
 
 def column_bits(q: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Lossless ADC bits (DESIGN 3.10) of one matrix ``[K, N]``: ``[row blocks, N·2S]``."""
+    """Lossless ADC bits (docs/design.md §3.10) of one matrix ``[K, N]``: ``[row blocks, N·2S]``."""
     return lossless_bits(layer_column_sums(np.ascontiguousarray(q), geometry), geometry)
 
 

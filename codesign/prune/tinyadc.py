@@ -1,6 +1,6 @@
 """TinyADC: a budget of non-zero weights per crossbar column (Yuan et al., DATE 2021).
 
-No code is public; this follows seeds.md section 3.2 (tagged [I] there): every column segment (one
+No code is public; this follows docs/design.md §8.3 (tagged [I] there): every column segment (one
 column within one row block: what one ADC sums) may hold at most ``budget = floor(R / 2^level)``
 non-zero weights, so its worst-case sum and ADC resolution drop by ``level`` bits. Training is ADMM
 (the group's ADMM pruning line, arXiv 1804.03294):

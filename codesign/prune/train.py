@@ -8,7 +8,7 @@ at the phase's end). :class:`Trainer` runs them with:
   forward pass (``Phase.quantize``), masked weights re-zeroed after every optimizer step;
 * a deterministic order: epoch ``e`` of phase ``p`` seeds the batch order and the global RNG
   (dropout, noise, probabilistic projections) from ``(seed, p, e)``; deterministic algorithms on CPU;
-* progress bars (tqdm, on a terminal), a log line per epoch (loss, test accuracy, sparsity, mean
+* progress bars on a terminal (:mod:`codesign.progress`), a log line per epoch (loss, test accuracy, sparsity, mean
   ADC bits) and a history kept in the output;
 * a snapshot at every epoch boundary: Ctrl-C writes it as a resumable checkpoint.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -274,7 +273,7 @@ class Trainer:
             raise
 
     def _epoch(self, phase: Phase) -> None:
-        from tqdm import tqdm
+        from ..progress import progress, write
 
         p, e = self.position.phase, self.position.epoch
         seed = epoch_seed(self.run.seed, p, e)
@@ -291,8 +290,8 @@ class Trainer:
         started = time.perf_counter()
         total_loss, batches = 0.0, range(0, len(order), size)
         self.run.model.train()
-        bar = tqdm(batches, desc=f"{self.label} {phase.name} {e + 1}/{phase.schedule.epochs}", leave=False,
-                   file=sys.stderr, disable=None, unit="batch")
+        bar = progress(batches, f"{self.label} {phase.name} {e + 1}/{phase.schedule.epochs}", unit="batch",
+                       summary=False)  # the epoch's log line below is the stage's line
         for start in bar:
             index = order[start:start + size]
             x = data.x_train[index]
@@ -317,7 +316,7 @@ class Trainer:
                   "loss": total_loss / len(order), "val_accuracy": self.run.accuracy(phase.quantize, "val"),
                   **self.run.measure(), "seconds": time.perf_counter() - started}
         self.history.append(record)
-        tqdm.write(format_record(self.label, record), file=sys.stderr)
+        write(format_record(self.label, record))
         if self.on_epoch:
             self.on_epoch(record)
 
