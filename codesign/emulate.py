@@ -93,8 +93,8 @@ def float_module(model: ModelSpec) -> Any:
     model.graph_module()
     if not isinstance(model.module, torch.nn.Module) or isinstance(model.module, torch.jit.ScriptModule):
         raise CodesignError(f"{model.info.path} is a {model.info.format.replace('_', ' ')} file: whole-model "
-                            f"emulation needs a model file that carries its architecture — a codesign checkpoint, "
-                            f"TorchScript, torch.export .pt2 or ONNX (see README 'How a model is read'); this one "
+                            f"emulation needs a model file that carries its architecture (see README 'How a model is "
+                            f"read'), such as a codesign checkpoint, TorchScript, torch.export .pt2 or ONNX; this one "
                             f"supports 'codesign emulate --layer'")
     return model.module
 
