@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -150,7 +151,7 @@ def verilog_module(group: ModuleGroup) -> tuple[str, dict]:
     passes = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", *YOSYS_PASSES, "write_rtlil"])
     reduced = yosys.run(["-q", "-"], passes, ignore_warnings=True)
     verilog = yosys.run(["-q", "-"], f"read_rtlil <<rtlil\n{explicit_widths(reduced)}\nrtlil\n"
-                        "write_verilog -norename -noattr -noparallelcase", ignore_warnings=True)
+                        "write_verilog -noattr -noparallelcase", ignore_warnings=True)
     p = group.params
     banner = (f"// codesign {__version__}: periphery of a {p.rows}x{p.cols} crossbar tile "
               f"(cell bits {p.geometry.cell_bits}, DAC bits {p.geometry.dac_bits}, weight bits "
@@ -260,9 +261,10 @@ def _cell(lines: list[str], widths: dict[str, int]) -> list[str]:
 
 
 def explicit_widths(rtlil_text: str) -> str:
-    """``rtlil_text`` (one flattened module) with every operand as wide as its operation, and with
-    the unused top bits of internal wires (left behind by ``wreduce``) removed."""
-    lines = rtlil_text.splitlines()
+    """``rtlil_text`` (one flattened module) with every operand as wide as its operation, with the
+    unused top bits of internal wires (left behind by ``wreduce``) removed, and with every public
+    name a plain Verilog identifier (Amaranth names some wires ``port$41$0``)."""
+    lines = _plain_names(rtlil_text).splitlines()
     widths: dict[str, int] = {}
     ports: set[str] = set()
     for line in lines:
@@ -332,6 +334,24 @@ def explicit_widths(rtlil_text: str) -> str:
         else:
             out.append(item)
     return "\n".join(out) + "\n"
+
+
+def _plain_names(rtlil_text: str) -> str:
+    """Public names (``\\name``) with characters other than letters, digits and ``_`` renamed."""
+    names = set(re.findall(r"(?<![^\s{])\\\S+", rtlil_text))
+    taken = set(names)
+    renamed = {}
+    for name in sorted(names):
+        if re.fullmatch(r"\\[A-Za-z_][A-Za-z0-9_]*", name):
+            continue
+        plain = "\\" + re.sub(r"[^A-Za-z0-9_]", "_", name[1:]).lstrip("_0123456789")
+        while plain in taken:
+            plain += "_"
+        taken.add(plain)
+        renamed[name] = plain
+    if not renamed:
+        return rtlil_text
+    return "\n".join(" ".join(renamed.get(word, word) for word in line.split(" ")) for line in rtlil_text.splitlines())
 
 
 def _indent(line: str) -> str:

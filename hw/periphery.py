@@ -360,11 +360,20 @@ class Timing:
 
     ``period``: clock cycles between consecutive vectors, back to back (the steady state);
     ``latency``: clock cycles from the first input beat of a vector entering an idle tile to its
-    last result beat, both included.
+    last result beat, both included; ``ends[k]``: for vectors sent back to back into an idle tile,
+    the clock cycles from the first input beat of vector 0 to the last result beat of vector ``k``
+    (``ends[0] = latency``; beyond the listed vectors every vector adds ``period``).
     """
 
     period: int
     latency: int
+    ends: tuple[int, ...]
+
+    def end(self, vector: int) -> int:
+        """``ends[vector]``, continued by ``period``."""
+        if vector < len(self.ends):
+            return self.ends[vector]
+        return self.ends[-1] + (vector - len(self.ends) + 1) * self.period
 
 
 #: Vectors the timing recurrence runs at most to reach its steady state.
@@ -392,7 +401,7 @@ def vector_timing(schedule: Schedule) -> Timing:
     plane_ready = p.x_beats                 # row 0 of the next vector's input cycle 0 may issue
     previous_end = 0                        # the previous row may be followed in this cycle
     taken: list[int] = []                   # the previous vector's result beats
-    ends, latency = [], 0
+    ends: list[int] = []
     for vector in range(TIMING_VECTORS):
         issues = []
         for r in range(R):
@@ -415,11 +424,9 @@ def vector_timing(schedule: Schedule) -> Timing:
             row = finals[k]
             taken.append(max(issues[row] + D[row] + 2, taken[-1] + 2 if taken else after))
         ends.append(taken[-1])
-        if vector == 0:
-            latency = taken[-1] + 1
         if len(ends) >= 3 and ends[-1] - ends[-2] == ends[-2] - ends[-3]:
             break
-    return Timing(period=ends[-1] - ends[-2], latency=latency)
+    return Timing(period=ends[-1] - ends[-2], latency=ends[0] + 1, ends=tuple(end + 1 for end in ends))
 
 
 # --- port formats (shared by the Amaranth and the cocotb testbenches) -------------------------------
