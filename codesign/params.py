@@ -22,7 +22,6 @@ import jinja2
 
 from . import __version__
 from .config import HardwareConfig, LayerConfig
-from .hw.periphery import SHIFT_WIDTH
 from .mapping import Geometry, ceil_div
 
 
@@ -68,8 +67,9 @@ def layer_values(layer: LayerConfig, geometry: Geometry, periphery: Any) -> dict
         "adc_macro": int(p.macro), "conversion_cycles": p.conversion_cycles, "adc_bits_module": p.bmax,
         "result_width": p.out_width, "stream_bits": p.stream_width, "x_beats": p.x_beats,
         "results_per_beat": p.beat_results, "y_beats": p.y_beats,
-        "memory_depth": p.depth, "slot_width": p.slot_width, "slot_bits_width": p.bits_width,
-        "slot_shift_width": SHIFT_WIDTH, "slot_column_width": p.column_width, "row_width": p.row_width,
+        "memory_depth": p.depth, "slot_width": p.slot_width, "row_width": p.row_width,
+        **{f"slot_{name}_{part}": value for name, (lsb, width) in p.slot_fields.items()
+           for part, value in (("lsb", lsb), ("width", width))},
         "apb_addr_width": p.apb_addr_width, "apb_slot_bits": p.slot_index_width, "apb_row_bits": p.row_index_width,
     }
 
@@ -78,8 +78,10 @@ _PACKAGE_PARAMS = ("matrix_rows", "matrix_cols", "rows", "cols", "cell_bits", "d
                    "input_bits", "slices", "logical_cols", "used_cols", "input_cycles", "adcs",
                    "uniform_bits", "column_value_width", "output_width", "adc_macro", "conversion_cycles",
                    "adc_bits_module", "result_width", "stream_bits", "x_beats", "results_per_beat", "y_beats",
-                   "memory_depth", "slot_width", "slot_bits_width", "slot_shift_width", "slot_column_width",
-                   "row_width", "apb_addr_width", "apb_slot_bits", "apb_row_bits")
+                   "memory_depth", "slot_width", "row_width",
+                   *(f"slot_{name}_{part}" for name in ("bits", "shift", "polarity", "slice", "logical")
+                     for part in ("lsb", "width")),
+                   "apb_addr_width", "apb_slot_bits", "apb_row_bits")
 _PACKAGE_NAMES = {"rows": "XBAR_ROWS", "cols": "XBAR_COLS", "uniform_bits": "ADC_BITS_MAX", "adc_bits_module": "BMAX"}
 
 
@@ -145,9 +147,8 @@ def write_params(config: HardwareConfig, out: Path) -> list[Path]:
 
 
 def slot_fields(periphery: Any) -> dict[str, list[int]]:
-    """``[msb, lsb]`` of each field of a configuration-memory slot."""
-    b, k = periphery.bits_width, SHIFT_WIDTH
-    return {"bits": [b - 1, 0], "shift": [b + k - 1, b], "column": [periphery.slot_width - 1, b + k]}
+    """``[msb, lsb]`` of each field of a configuration-memory slot (``msb < lsb``: no bits)."""
+    return {name: [lsb + width - 1, lsb] for name, (lsb, width) in periphery.slot_fields.items()}
 
 
 def _write(path: Path, text: str) -> Path:

@@ -34,21 +34,22 @@ def build_summary(config: HardwareConfig, settings: CostSettings, calibrated: Op
                   calibrated_path: Optional[str] = None) -> tuple[dict, Estimate]:
     """All figures of the report as JSON-ready data, and the :class:`~codesign.cost.Estimate` behind them."""
     est = estimate(config, calibrated, settings)
-    step = settings.sar_step_ns
+    clock = config.periphery.clock_hz
     models = {}
     for model in est.tables:
-        totals = {d: est.total(model, d).to_json(step) for d in est.designs}
+        totals = {d: est.total(model, d).to_json(clock) for d in est.designs}
         models[model] = {
             "totals": totals,
             "vs_uniform": {d: _ratios(est, model, d, "uniform") for d in est.designs},
             "vs_per_crossbar": {d: _ratios(est, model, d, "per_crossbar") for d in est.designs},
-            "layers": {layer: {d: est.costs[model][d][i].to_json(step) for d in est.designs}
+            "layers": {layer: {d: est.costs[model][d][i].to_json(clock) for d in est.designs}
                        for i, layer in enumerate(est.layers)},
         }
     summary = {
         "schema": SCHEMA,
         "config": {"file": "hw_config.json", "model": config.model.model_dump() if config.model else None,
-                   "crossbar": config.crossbar.model_dump(), "layers": len(config.layers),
+                   "crossbar": config.crossbar.model_dump(), "periphery": config.periphery.model_dump(),
+                   "layers": len(config.layers),
                    "tiles": sum(len(layer.tiles) for layer in config.layers)},
         "calibrated": calibrated_path,
         "settings": settings.model_dump(),
@@ -254,7 +255,8 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
         [f"ADC model of this table: {model} — {summary['adc_models'][model]['source']}; "
          f"{summary['adc_models'][model]['conditions']}; {summary['adc_models'][model]['scaling']}.",
          f"Technology node {settings['tech_nm']:g} nm, {settings['sample_rate_hz']:.3g} conversions/s per ADC, "
-         f"one SAR step = {settings['sar_step_ns']:.3g} ns. Energies are per inference; conversions = output "
+         f"latency from the periphery's clock cycles at {summary['config']['periphery']['clock_hz'] / 1e6:.4g} MHz "
+         f"({summary['config']['periphery']['adc_interface']} ADCs). Energies are per inference; conversions = output "
          f"positions × input cycles × converted columns (DESIGN 3.11). Totals add DAC, sample-and-hold, "
          f"array, shift-add and registers from ISAAC's table (see Components)."],
         [_table(["design", "ADC energy", "vs uniform", "vs per-crossbar", "ADC area", "total energy", "total area",
@@ -321,13 +323,14 @@ def build_sections(summary: dict, est: Estimate, plots: bool = True) -> list[dic
         [_table(["level k", "tiles"], [[k, n] for k, n in enumerate(levels["levels"])] + [["empty", levels["empty"]]])],
         plot_tiles(summary["tiles"]) if plots else None))
 
-    steps = [[summary["designs"][d], f"{totals[d]['latency_sar_steps']:,}", f"{totals[d]['latency_ns'] / 1e3:.4g} µs",
+    steps = [[summary["designs"][d], f"{totals[d]['latency_cycles']:,}", f"{totals[d]['latency_ns'] / 1e3:.4g} µs",
               times(ratios["vs_uniform"][d]["latency"])] for d in designs]
     sections.append(_section(
-        "Latency (SAR steps)",
-        ["Per MVM a tile needs, per input cycle, the sum of its columns' bits on its busiest ADC; tiles run in "
-         "parallel, layers one after another, MVMs of a layer in sequence. Sequencer overhead is not included."],
-        [_table(["design", "SAR steps per inference", "time", "vs uniform"], steps)]))
+        "Latency (periphery clock cycles)",
+        ["Each design is timed by the cycle model of the generated periphery (docs/periphery.md, 'Timing'): a "
+         "layer's MVMs run back to back on each tile, its first taking the tile's latency and each further one "
+         "its period; tiles run in parallel (the slowest counts), layers one after another."],
+        [_table(["design", "clock cycles per inference", "time", "vs uniform"], steps)]))
 
     sections.append(_periphery_section(summary["periphery"]))
     sections.append(_sweep_section(summary["sweep"], plots))

@@ -25,7 +25,6 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -164,18 +163,27 @@ def verilog_module(group: ModuleGroup) -> tuple[str, dict]:
 # --- explicit operand widths ------------------------------------------------------------------------
 #
 # Verilog sizes an expression by its widest operand and its target; Verilator -Wall reports every
-# operand that is silently extended or truncated. Yosys keeps cells with operands narrower than
-# their result (Amaranth trims extensions, ``wreduce`` trims unused result bits), so before the
-# Verilog is written every operand is extended (zero or sign, by the cell's signedness) or cut to
-# the operation's width, and a logical NOT of a vector becomes a comparison with zero.
+# operand that is silently extended or truncated and every bit that is computed but never read.
+# Yosys keeps cells with operands narrower than their result (Amaranth trims extensions, ``wreduce``
+# trims results) and wires wider than what is read, so before the Verilog is written:
+#
+# 1. every operand is extended (zero or sign, by the cell's signedness) or cut to the width of its
+#    operation, and a logical NOT of a vector becomes a comparison with zero;
+# 2. a cell whose top result bits nobody reads is narrowed (with its operands), until nothing changes;
+# 3. wires lose the top bits nobody reads, and connections of unread bits go.
 
-#: Cells whose operands are extended or cut to the result width (the low result bits of these
-#: operations depend only on the low operand bits).
+#: Cells whose low result bits depend only on the low operand bits: operands take the result width.
 _TO_RESULT = {"$add", "$sub", "$mul", "$and", "$or", "$xor", "$xnor", "$not", "$neg", "$pos"}
 #: Comparisons: both operands extended to the wider one.
 _COMPARE = {"$eq", "$ne", "$lt", "$le", "$gt", "$ge"}
-#: Shifts: the shifted operand is extended to the result width (never cut).
+#: Left shifts: the shifted operand takes the result width (the shift amount keeps its own).
 _SHIFTS = {"$shl", "$sshl"}
+#: Cells narrowed when their top result bits are unread: (width parameters, data ports).
+_NARROWABLE = {**{kind: (("A_WIDTH", "B_WIDTH", "Y_WIDTH"), ("A", "B", "Y")) for kind in _TO_RESULT},
+               **{kind: (("A_WIDTH", "Y_WIDTH"), ("A", "Y")) for kind in _SHIFTS},
+               "$mux": (("WIDTH",), ("A", "B", "Y")), "$dff": (("WIDTH",), ("D", "Q"))}
+#: Output ports of the cells the passes leave.
+_OUTPUTS = {"Y", "Q", "RD_DATA"}
 
 
 def _parse(tokens: list[str], at: int, widths: dict[str, int]) -> tuple[list[str], int]:
@@ -197,11 +205,8 @@ def _parse(tokens: list[str], at: int, widths: dict[str, int]) -> tuple[list[str
     return [f"{token} [{i}]" for i in range(widths[token])], at + 1
 
 
-def _spec_bits(spec: str, widths: dict[str, int]) -> list[str]:
-    tokens = spec.replace("{", " { ").replace("}", " } ").split()
-    bits, end = _parse(tokens, 0, widths)
-    assert end == len(tokens), spec
-    return bits
+def _tokens(spec: str) -> list[str]:
+    return spec.replace("{", " { ").replace("}", " } ").split()
 
 
 def _spec(bits: list[str], widths: dict[str, int]) -> str:
@@ -214,11 +219,11 @@ def _spec(bits: list[str], widths: dict[str, int]) -> str:
             else:
                 runs.append([None, 0, bit[2:]])
             continue
-        wire, index = bit[:-1].rsplit(" [", 1)
-        if runs and runs[-1][0] == wire and runs[-1][2] == int(index) + 1:
-            runs[-1][2] = int(index)
+        wire, index = _wire_bit(bit)
+        if runs and runs[-1][0] == wire and runs[-1][2] == index + 1:
+            runs[-1][2] = index
         else:
-            runs.append([wire, int(index), int(index)])
+            runs.append([wire, index, index])
     parts = []
     for wire, high, low in runs:
         if wire is None:
@@ -230,6 +235,11 @@ def _spec(bits: list[str], widths: dict[str, int]) -> str:
     return parts[0] if len(parts) == 1 else "{ " + " ".join(parts) + " }"
 
 
+def _wire_bit(bit: str) -> tuple[str, int]:
+    wire, index = bit[:-1].rsplit(" [", 1)
+    return wire, int(index)
+
+
 def _resize(bits: list[str], width: int, signed: bool) -> list[str]:
     """Cut to ``width`` bits, or extend with zeros or the sign bit."""
     if len(bits) >= width:
@@ -237,107 +247,137 @@ def _resize(bits: list[str], width: int, signed: bool) -> list[str]:
     return bits + [bits[-1] if signed and bits else "1'0"] * (width - len(bits))
 
 
-def _cell(lines: list[str], widths: dict[str, int]) -> list[str]:
-    """One ``cell … end`` block with its operands at the operation's width."""
-    kind = lines[0].split()[1]
-    params = {line.split()[1]: line.split(None, 2)[2] for line in lines if line.split()[0] == "parameter"}
-    ports = {line.split()[1]: line.split(None, 2)[2] for line in lines if line.split()[0] == "connect"}
-    if kind == "$logic_not" and int(params["\\A_WIDTH"]) > 1:
-        kind, width = "$eq", params["\\A_WIDTH"]
-        params.update({"\\B_SIGNED": "0", "\\B_WIDTH": width})
-        ports["\\B"] = f"{width}'" + "0" * int(width)
-    if kind in _TO_RESULT or kind in _COMPARE or kind in _SHIFTS:
-        operands = ["\\A"] if kind in _SHIFTS else [name for name in ("\\A", "\\B") if name in ports]
-        width = (max(int(params[f"{name}_WIDTH"]) for name in operands) if kind in _COMPARE
-                 else int(params["\\Y_WIDTH"]))
-        for name in operands:
-            signed = params.get(f"{name}_SIGNED") == "1"
-            ports[name] = _spec(_resize(_spec_bits(ports[name], widths), width, signed), widths)
-            params[f"{name}_WIDTH"] = str(width)
-    indent = _indent(lines[1])
-    return ([f"{_indent(lines[0])}cell {kind} {lines[0].split()[2]}"]
-            + [f"{indent}parameter {name} {value}" for name, value in params.items()]
-            + [f"{indent}connect {name} {value}" for name, value in ports.items()] + [lines[-1]])
+@dataclass
+class _Cell:
+    kind: str
+    name: str
+    params: dict[str, str]                 # name (without the backslash) → raw value
+    ports: dict[str, list[str]]            # name (without the backslash) → bits, least significant first
+    indent: tuple[str, str]
+
+    def operand_widths(self) -> None:
+        """Step 1 for this cell."""
+        if self.kind == "$logic_not" and len(self.ports["A"]) > 1:
+            self.kind = "$eq"
+            self.params.update({"B_SIGNED": "0", "B_WIDTH": str(len(self.ports["A"]))})
+            self.ports["B"] = ["1'0"] * len(self.ports["A"])
+        if self.kind in _TO_RESULT or self.kind in _SHIFTS:
+            self.resize(int(self.params["Y_WIDTH"]))
+        elif self.kind in _COMPARE:
+            width = max(len(self.ports["A"]), len(self.ports["B"]))
+            for name in ("A", "B"):
+                self.ports[name] = _resize(self.ports[name], width, self.params[f"{name}_SIGNED"] == "1")
+                self.params[f"{name}_WIDTH"] = str(width)
+
+    def resize(self, width: int) -> None:
+        """The result and the data operands of a narrowable cell at ``width``."""
+        parameters, ports = _NARROWABLE[self.kind]
+        for name in ports:
+            if name in self.ports:
+                self.ports[name] = _resize(self.ports[name], width, self.params.get(f"{name}_SIGNED") == "1")
+        for name in parameters:
+            if name == "WIDTH" or name[0] in self.ports:
+                self.params[name] = str(width)
+
+    def lines(self, widths: dict[str, int]) -> list[str]:
+        head, body = self.indent
+        return ([f"{head}cell {self.kind} {self.name}"]
+                + [f"{body}parameter \\{name} {value}" for name, value in self.params.items()]
+                + [f"{body}connect \\{name} {_spec(bits, widths)}" for name, bits in self.ports.items()]
+                + [f"{head}end"])
 
 
 def explicit_widths(rtlil_text: str) -> str:
-    """``rtlil_text`` (one flattened module) with every operand as wide as its operation, with the
-    unused top bits of internal wires (left behind by ``wreduce``) removed, and with every public
-    name a plain Verilog identifier (Amaranth names some wires ``port$41$0``)."""
+    """``rtlil_text`` (one flattened module) with explicit operand widths and no unread bits (the
+    section comment above), and every public name a plain Verilog identifier (Amaranth names some
+    wires ``port$41$0``)."""
     lines = _plain_names(rtlil_text).splitlines()
     widths: dict[str, int] = {}
-    ports: set[str] = set()
+    outputs: set[str] = set()
     for line in lines:
         words = line.split()
         if words[:1] == ["wire"]:
             widths[words[-1]] = int(words[words.index("width") + 1]) if "width" in words else 1
-            if "input" in words or "output" in words:
-                ports.add(words[-1])
-    items: list = []                                        # a line, or a cell block (list of lines)
+            if "output" in words or "input" in words:
+                outputs.add(words[-1])      # ports keep their width (inputs too)
+    items: list = []                        # a line, a _Cell, or a connect as [left bits, right bits]
     block: list[str] = []
     for line in lines:
+        words = line.split()
         if block:
             block.append(line)
-            if line.split() == ["end"]:
-                items.append(_cell(block, widths))
+            if words == ["end"]:
+                head = block[0].split()
+                cell = _Cell(head[1], head[2], {}, {}, (_indent(block[0]), _indent(block[1]) if len(block) > 2 else ""))
+                for inner in block[1:-1]:
+                    kind, name, value = inner.split(None, 2)
+                    if kind == "parameter":
+                        cell.params[name[1:]] = value
+                    else:
+                        cell.ports[name[1:]] = _parse(_tokens(value), 0, widths)[0]
+                cell.operand_widths()
+                items.append(cell)
                 block = []
-        elif line.split()[:1] == ["cell"]:
+        elif words[:1] == ["cell"]:
             block = [line]
+        elif words[:1] == ["connect"]:
+            tokens = _tokens(line.split(None, 1)[1])
+            left, end = _parse(tokens, 0, widths)
+            items.append([left, _parse(tokens, end, widths)[0], _indent(line)])
         else:
             items.append(line)
+    cells = [item for item in items if isinstance(item, _Cell)]
+    connects = [item for item in items if isinstance(item, list)]
 
-    def specs(item: object) -> list[str]:
-        if isinstance(item, list):
-            return [line.split(None, 2)[2] for line in item if line.split()[0] == "connect"]
-        words = item.split(None, 2) if item.strip() else []
-        if words[:1] == ["connect"]:
-            left, right = _split_connect(words[1] + " " + words[2])
-            return [] if set(_spec_bits(right, widths)) == {"1'x"} else [left, right]
-        return []
+    def read_bits() -> set[str]:
+        read = {f"{port} [{i}]" for port in outputs for i in range(widths[port])}
+        for cell in cells:
+            read |= {bit for name, bits in cell.ports.items() if name not in _OUTPUTS for bit in bits}
+        for left, right, _ in connects:
+            read |= set(right)
+        return read
 
+    changed = True
+    while changed:                                          # step 2
+        changed, read = False, read_bits()
+        for cell in cells:
+            if cell.kind not in _NARROWABLE:
+                continue
+            result = cell.ports["Y" if "Y" in cell.ports else "Q"]
+            needed = max((i + 1 for i, bit in enumerate(result) if bit in read), default=1)
+            if needed < len(result):
+                cell.resize(needed)
+                changed = True
+    read = read_bits()                                      # step 3
+    for connect in connects:
+        keep = [i for i, bit in enumerate(connect[0]) if bit in read]
+        connect[0], connect[1] = [connect[0][i] for i in keep], [connect[1][i] for i in keep]
     used: dict[str, int] = {}
-    for item in items:
-        for spec in specs(item):
-            for bit in _spec_bits(spec, widths):
-                if not bit.startswith("1'"):
-                    wire, index = bit[:-1].rsplit(" [", 1)
-                    used[wire] = max(used.get(wire, 0), int(index) + 1)
-    shrunk = {wire: max(1, used.get(wire, 1)) for wire in widths if wire not in ports}
-    shrunk = {wire: width for wire, width in shrunk.items() if width < widths[wire]}
-
-    def wanted(bit: str) -> bool:
-        """A bit that stays (a constant, or below its wire's new width)."""
-        if bit.startswith("1'"):
-            return True
-        wire, index = bit[:-1].rsplit(" [", 1)
-        return int(index) < shrunk.get(wire, widths[wire])
-
-    new_widths = {**widths, **shrunk}
+    for bits in [bits for cell in cells for bits in cell.ports.values()] + [c[0] + c[1] for c in connects]:
+        for bit in bits:
+            if not bit.startswith("1'"):
+                wire, index = _wire_bit(bit)
+                used[wire] = max(used.get(wire, 0), index + 1)
+    shrunk = {wire: max(1, used.get(wire, 1)) for wire in widths
+              if wire not in outputs and max(1, used.get(wire, 1)) < widths[wire]}
+    final = {**widths, **shrunk}
     out: list[str] = []
     for item in items:
-        if isinstance(item, list):
-            for line in item:
-                words = line.split(None, 2)
-                if words[0] == "connect":
-                    line = f"{_indent(line)}connect {words[1]} {_spec(_spec_bits(words[2], widths), new_widths)}"
-                out.append(line)
-            continue
-        words = item.split()
-        if words[:1] == ["wire"] and words[-1] in shrunk:
-            out.append(item.replace(f"width {widths[words[-1]]} ", f"width {shrunk[words[-1]]} ", 1))
-        elif words[:1] == ["connect"]:
-            left, right = (_spec_bits(spec, widths) for spec in _split_connect(item.split(None, 1)[1]))
-            pairs = [(a, b) for a, b in zip(left, right) if wanted(a)]
-            if pairs:
-                out.append(f"{_indent(item)}connect {_spec([a for a, _ in pairs], new_widths)} "
-                           f"{_spec([b for _, b in pairs], new_widths)}")
+        if isinstance(item, _Cell):
+            out += item.lines(final)
+        elif isinstance(item, list):
+            if item[0]:
+                out.append(f"{item[2]}connect {_spec(item[0], final)} {_spec(item[1], final)}")
+        elif item.split()[:1] == ["wire"] and item.split()[-1] in shrunk:
+            name = item.split()[-1]
+            out.append(item.replace(f"width {widths[name]} ", f"width {shrunk[name]} ", 1))
         else:
             out.append(item)
     return "\n".join(out) + "\n"
 
 
 def _plain_names(rtlil_text: str) -> str:
-    """Public names (``\\name``) with characters other than letters, digits and ``_`` renamed."""
+    """Public names (``\name``) with characters other than letters, digits and ``_`` renamed."""
     names = set(re.findall(r"(?<![^\s{])\\\S+", rtlil_text))
     taken = set(names)
     renamed = {}
@@ -358,38 +398,21 @@ def _indent(line: str) -> str:
     return line[:len(line) - len(line.lstrip())]
 
 
-def _split_connect(text: str) -> tuple[str, str]:
-    """The two signal specs of ``connect <left> <right>``."""
-    tokens = text.replace("{", " { ").replace("}", " } ").split()
-    _, end = _parse(tokens, 0, _AnyWidth())
-    return " ".join(tokens[:end]), " ".join(tokens[end:])
-
-
-class _AnyWidth(dict):
-    """Wire widths that do not matter (only the extent of a spec is wanted)."""
-
-    def __missing__(self, key: str) -> int:
-        return 1
-
-
 def tile_cycles(params: Any, tile: TileConfig) -> dict[str, int]:
     """Cycle figures of one tile (:class:`~codesign.hw.periphery.Timing`): per vector back to back
     (``cycles``) and from an idle tile (``latency``), plus two references on the same module: without
     column skip (every ``b = 0`` column converted at 1 bit) and with a uniform ADC (every column of
     the tile at ``Wy`` bits, none skipped)."""
-    schedule = tile_schedule(params, tile)
-    dense = params.schedule([max(1, b) for b in tile.adc_bits], tile.adc_shift)
-    return {"rows": len(schedule.rows), "conversions": schedule.conversions, "cycles": schedule.timing.period,
-            "latency": schedule.timing.latency, "without_skip": dense.timing.period,
-            "uniform": _uniform_cycles(params, len(tile.adc_bits))}
-
-
-@lru_cache(maxsize=256)
-def _uniform_cycles(params: Any, columns: int) -> int:
     from dataclasses import replace
 
-    full = replace(params, bmax=params.value_width)
-    return full.schedule([full.bmax] * columns, [0] * columns).timing.period
+    from .hw.periphery import tile_timing
+
+    converted = sum(1 for b in tile.adc_bits if b)
+    timing = tile_timing(params, tile.adc_bits)
+    full = replace(params, bmax=max(params.bmax, params.value_width))
+    return {"rows": max(1, -(-converted // params.adcs)), "conversions": converted, "cycles": timing.period,
+            "latency": timing.latency, "without_skip": tile_timing(params, [max(1, b) for b in tile.adc_bits]).period,
+            "uniform": tile_timing(full, [full.value_width] * len(tile.adc_bits)).period}
 
 
 def write_rtl(config: HardwareConfig, out: Path, params_dir: Path) -> dict:
@@ -432,8 +455,8 @@ def rtl_summary(manifest: dict) -> dict:
             **{f"sum_{key}": sum(t[key] for t in tiles) for key in ("cycles", "without_skip", "uniform")},
         })
     total = {key: sum(row[key] for row in rows) for key in ("sum_cycles", "sum_without_skip", "sum_uniform")}
-    return {"modules": [{k: m[k] for k in ("name", "bmax", "chain")} | {"layers": len(m["layers"])}
-                        for m in manifest["modules"]],
+    return {"modules": [{k: m[k] for k in ("name", "interface", "conversion_cycles", "bmax", "chain")}
+                        | {"layers": len(m["layers"])} for m in manifest["modules"]],
             "layers": rows, "total": total}
 
 
@@ -441,8 +464,9 @@ def rtl_summary_text(summary: dict) -> str:
     """The RTL part of the printed summary: modules, and cycles per input vector per layer."""
     lines = [f"RTL periphery: {len(summary['modules'])} Verilog module(s) in rtl/ for "
              f"{sum(row['tiles'] for row in summary['layers'])} tiles"]
-    lines += [f"  {m['name']}: Bmax {m['bmax']}, chain {m['chain']}, {m['layers']} layer(s)"
-              for m in summary["modules"]]
+    lines += [f"  {m['name']}: {m['interface']} ADCs"
+              + (f" ({m['conversion_cycles']} cycle(s) per conversion)" if m["interface"] == "macro" else "")
+              + f", Bmax {m['bmax']}, chain {m['chain']}, {m['layers']} layer(s)" for m in summary["modules"]]
     header = ("layer", "tiles", "cycles/vector", "without skip", "uniform ADC", "tile-cycles", "saved by skip")
     table = []
     for row in summary["layers"]:
@@ -457,9 +481,9 @@ def rtl_summary_text(summary: dict) -> str:
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     rule = "  ".join("-" * w for w in widths)
     lines += ["", fmt(header), rule, *map(fmt, table[:-1]), rule, fmt(table[-1]), "",
-              "cycles/vector: clock cycles per input vector of the layer's slowest tile (tiles run in parallel); "
-              "tile-cycles: summed over the layer's tiles; without skip: every b = 0 column still visited for one "
-              "SAR step; uniform ADC: every column at full resolution"]
+              "cycles/vector: clock cycles per input vector, back to back, of the layer's slowest tile (tiles run "
+              "in parallel); tile-cycles: summed over the layer's tiles; without skip: every b = 0 column converted "
+              "too (at 1 bit); uniform ADC: every column at full resolution (docs/periphery.md, 'Timing')"]
     return "\n".join(lines)
 
 

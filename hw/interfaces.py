@@ -14,10 +14,25 @@ from .periphery import APB_DATA_WIDTH, SHIFT_WIDTH, PeripheryParams
 
 
 def slot_layout(params: PeripheryParams) -> data.StructLayout:
-    """One slot of a configuration-memory row: ADC bits ``b`` (0 = empty slot), shift ``k``,
-    physical column ``p`` (LSB first, as :meth:`~codesign.hw.periphery.Schedule.pack`)."""
-    return data.StructLayout({"bits": unsigned(params.bits_width), "shift": unsigned(SHIFT_WIDTH),
-                              "column": unsigned(params.column_width)})
+    """One slot of a configuration-memory row (:attr:`~codesign.hw.periphery.PeripheryParams.slot_fields`):
+    ADC bits ``b`` (0 = empty slot), shift ``k``, and the physical column as polarity, slice and
+    logical column."""
+    return data.StructLayout({name: unsigned(width) for name, (_, width) in params.slot_fields.items()})
+
+
+def physical_column(params: PeripheryParams, slot: data.View) -> Value:
+    """``p = (j·S + s)·2 + pol`` of a slot, ``column_width`` bits."""
+    S = params.geometry.slices
+    return ((slot.logical * S + slot.slice) * 2 + slot.polarity)[:params.column_width]
+
+
+def beat_of_logical(params: PeripheryParams, logical: Value) -> Value:
+    """The result beat of logical column ``j``: ``j // E``, as a count of the beat boundaries at or
+    below ``j`` (no divider)."""
+    E = params.beat_results
+    boundaries = [logical >= k * E for k in range(1, params.y_beats)]
+    width = (params.y_beats - 1).bit_length()
+    return sum(boundaries, Const(0, width))[:width] if boundaries else Const(0, 0)
 
 
 def row_layout(params: PeripheryParams) -> data.ArrayLayout:
@@ -126,14 +141,6 @@ class PeripheryComponent(wiring.Component):
     @property
     def params(self) -> PeripheryParams:
         return self._params
-
-
-def divmod_const(value, divisor: int):
-    """``(value // divisor, value % divisor)`` for a constant divisor (bit slices for a power of two)."""
-    if divisor & (divisor - 1) == 0:
-        bits = divisor.bit_length() - 1
-        return value[bits:], value[:bits]
-    return value // divisor, value % divisor
 
 
 def next_index(counter: Value, count: int) -> Value:

@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .interfaces import MacroAdcSignature, PeripheryComponent, SarAdcSignature, row_layout, stage_layout
+from .interfaces import MacroAdcSignature, PeripheryComponent, SarAdcSignature, physical_column, row_layout, stage_layout
 from .periphery import PeripheryParams
 from .sar import SARController
 
@@ -85,7 +85,7 @@ class MacroLanes(Lanes):
             port, slot, wb_slot = self.adc[g], self.conv.slots[g], self.wb.slots[g]
             start = Signal(name=f"start{g}")
             m.d.sync += start.eq(self.issue & self.data[g].bits.any())
-            m.d.comb += [port.start.eq(start), port.column.eq(slot.column), port.bits.eq(slot.bits),
+            m.d.comb += [port.start.eq(start), port.column.eq(physical_column(p, slot)), port.bits.eq(slot.bits),
                          port.shift.eq(slot.shift)]
             waiting = self.wb_valid & wb_slot.bits.any()          # the row in writeback needs this lane
             if P == 1:
@@ -136,7 +136,7 @@ class SarLanes(Lanes):
                 port.trial.eq(sar.adc.trial),
                 port.shift.eq(sar.adc.shift),
                 port.ref.eq(sar.adc.ref),
-                port.column.eq(self.conv.slots[g].column),
+                port.column.eq(physical_column(p, self.conv.slots[g])),
                 sar.adc.cmp.eq(port.cmp),
                 sar.res.ready.eq(self.wb_valid & self.wb.slots[g].bits.any()),
                 self.codes[g].eq(sar.res.p.code),

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from functools import cached_property
+from itertools import accumulate
+from functools import cached_property, lru_cache
 from typing import Sequence
 
 from codesign.config import MAX_ADC_BITS, MAX_ADC_SHIFT
@@ -169,7 +170,7 @@ class PeripheryParams:
         g = self.geometry
         return g.dac_bits * (self.cycles - 1) + g.cell_bits * (g.slices - 1)
 
-    @property
+    @cached_property
     def tile_bound(self) -> int:
         """Largest magnitude of one tile's contribution to a result (module docstring)."""
         g = self.geometry
@@ -177,12 +178,12 @@ class PeripheryParams:
         gc = sum(1 << (g.cell_bits * s) for s in range(g.slices))
         return ((1 << self.value_width) - 1) * gv * gc
 
-    @property
+    @cached_property
     def acc_width(self) -> int:
         """Signed bits of an accumulator (one tile): ``bit_length(tile_bound) + 1``."""
         return self.tile_bound.bit_length() + 1
 
-    @property
+    @cached_property
     def out_width(self) -> int:
         """Signed bits of a result (``chain`` tiles): ``bit_length(chain·tile_bound) + 1``."""
         return (self.chain * self.tile_bound).bit_length() + 1
@@ -202,9 +203,22 @@ class PeripheryParams:
         return self.bmax.bit_length()
 
     @property
+    def slot_fields(self) -> dict[str, tuple[int, int]]:
+        """``(lsb, width)`` of each field of a configuration-memory slot, least significant first:
+        ADC bits ``b``, shift ``k``, then the physical column ``p = (j·S + s)·2 + pol`` as its
+        polarity ``pol``, slice ``s`` and logical column ``j`` (so the periphery needs no divider)."""
+        widths = {"bits": self.bits_width, "shift": SHIFT_WIDTH, "polarity": 1,
+                  "slice": (self.geometry.slices - 1).bit_length(), "logical": (self.logical_cols - 1).bit_length()}
+        fields, lsb = {}, 0
+        for name, width in widths.items():
+            fields[name] = (lsb, width)
+            lsb += width
+        return fields
+
+    @property
     def slot_width(self) -> int:
-        """Bits of one slot of a memory row: ``b``, then ``k``, then the column."""
-        return self.bits_width + SHIFT_WIDTH + self.column_width
+        """Bits of one slot of a memory row (:attr:`slot_fields`)."""
+        return sum(width for _, width in self.slot_fields.values())
 
     @property
     def depth(self) -> int:
@@ -227,12 +241,12 @@ class PeripheryParams:
         """AXI4-Stream beats per input plane: ``⌈R·v / stream_width⌉``."""
         return ceil_div(self.plane_width, self.stream_width)
 
-    @property
+    @cached_property
     def beat_results(self) -> int:
         """``E = floor(stream_width / out_width)``: results (or ``acc`` values) per beat."""
         return self.stream_width // self.out_width
 
-    @property
+    @cached_property
     def y_beats(self) -> int:
         """Beats per result vector (and per ``acc`` vector): ``⌈L / E⌉``."""
         return ceil_div(self.logical_cols, self.beat_results)
@@ -264,7 +278,11 @@ class PeripheryParams:
 
     def beat_of(self, column: int) -> int:
         """Result beat that holds physical column ``p``'s logical column."""
-        return self.logical_of(column) // self.beat_results
+        return self._beats[column]
+
+    @cached_property
+    def _beats(self) -> tuple[int, ...]:
+        return tuple(self.logical_of(p) // self.beat_results for p in range(self.cols))
 
     def schedule(self, bits: Sequence[int], shifts: Sequence[int]) -> "Schedule":
         """The lane schedule of a tile with per-physical-column ``bits`` and ``shifts`` (module
@@ -303,9 +321,12 @@ class Schedule:
     rows: tuple[tuple[Slot, ...], ...]
 
     def pack(self, slot: Slot) -> int:
-        """A slot as its ``slot_width`` bits: ``b | k << bits_width | column << (bits_width + 5)``."""
+        """A slot as its ``slot_width`` bits (:attr:`PeripheryParams.slot_fields`)."""
         p = self.params
-        return slot.bits | slot.shift << p.bits_width | slot.column << (p.bits_width + SHIFT_WIDTH)
+        logical, slice_ = divmod(slot.column // 2, p.geometry.slices)
+        values = {"bits": slot.bits, "shift": slot.shift, "polarity": slot.column % 2, "slice": slice_,
+                  "logical": logical}
+        return sum(values[name] << lsb for name, (lsb, _) in p.slot_fields.items())
 
     def words(self) -> list[int]:
         """The memory rows: slot ``g`` at bits ``[g·slot_width, (g+1)·slot_width)``."""
@@ -353,6 +374,19 @@ class Schedule:
 
 
 
+def tile_timing(params: PeripheryParams, bits: Sequence[int]) -> "Timing":
+    """The :class:`Timing` of a tile whose physical columns have ``bits`` (cached). A ``macro``
+    conversion takes ``conversion_cycles`` whatever its ``b``, so there only the set of converted
+    columns matters; ``sar`` rows take their largest ``b``."""
+    key = tuple(int(b > 0) for b in bits) if params.macro else tuple(int(b) for b in bits)
+    return _timing(params, key)
+
+
+@lru_cache(maxsize=1 << 14)
+def _timing(params: PeripheryParams, bits: tuple[int, ...]) -> "Timing":
+    return vector_timing(params.schedule(bits, (0,) * len(bits)))
+
+
 @dataclass(frozen=True)
 class Timing:
     """Cycle counts of a tile whose input streams are always valid and whose results are always
@@ -398,6 +432,7 @@ def vector_timing(schedule: Schedule) -> Timing:
     R, T, total = len(D), p.cycles, sum(D)
     first, last = schedule.first_beats, schedule.last_beats
     finals = [next((r for r in range(R) if first[r] > k), R - 1) for k in range(p.y_beats)]
+    offsets = [0, *accumulate(D[:-1])]        # cycles from row 0 to row r of an input cycle
     plane_ready = p.x_beats                 # row 0 of the next vector's input cycle 0 may issue
     previous_end = 0                        # the previous row may be followed in this cycle
     taken: list[int] = []                   # the previous vector's result beats
@@ -413,7 +448,6 @@ def vector_timing(schedule: Schedule) -> Timing:
             row0 = max(issues[-1] + D[-1], issues[0] + p.x_beats)
             row0 += (T - 2) * max(total, p.x_beats)
             plane_ready = row0 + p.x_beats
-            offsets = [sum(D[:r]) for r in range(R)]
             issues = [row0 + offset for offset in offsets]
         else:
             plane_ready = issues[0] + p.x_beats

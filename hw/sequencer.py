@@ -5,15 +5,8 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from .interfaces import PeripheryComponent, divmod_const, next_index, row_layout, select, stage_layout
+from .interfaces import PeripheryComponent, beat_of_logical, next_index, row_layout, select, stage_layout
 from .periphery import PeripheryParams
-
-
-def beat_of_column(params: PeripheryParams, column) -> object:
-    """The result beat of physical column ``column`` (:meth:`PeripheryParams.beat_of`)."""
-    logical, _ = divmod_const(column, params.geometry.phys_per_logical)
-    beat, _ = divmod_const(logical, params.beat_results)
-    return beat
 
 
 class RowSequencer(PeripheryComponent):
@@ -92,7 +85,7 @@ class RowSequencer(PeripheryComponent):
 
         m.d.comb += [
             last.eq(row == self.rows - 1),
-            drained_before.eq(select(self.drained, beat_of_column(p, self.data[p.adcs - 1].column)) != parity),
+            drained_before.eq(select(self.drained, beat_of_logical(p, self.data[p.adcs - 1].logical)) != parity),
             self.issue.eq(fetched & ~self.restart & (~conv_valid | self.done)
                           & ((row != 0) | self.plane_ready) & ((t != 0) | drained_before)),
             self.plane_load.eq(self.issue & (row == 0)),

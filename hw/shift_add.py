@@ -6,16 +6,15 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from .interfaces import AxiStreamSignature, PeripheryComponent, divmod_const, next_index, select, stage_layout
+from .interfaces import AxiStreamSignature, PeripheryComponent, beat_of_logical, next_index, select, stage_layout
 from .periphery import PeripheryParams
-from .sequencer import beat_of_column
 
 
 class ShiftAdd(PeripheryComponent):
     """Adds every conversion into its result and streams the results out.
 
     **Writeback.** In the writeback cycle of a row (input cycle ``t``), lane ``g``'s code of
-    physical column ``p = (j·S + s)·2 + pol`` becomes ``value = (code << k) mod 2^Wy`` and
+    physical column ``p = (j·S + s)·2 + pol`` (the slot holds ``j``, ``s`` and ``pol``) becomes ``value = (code << k) mod 2^Wy`` and
     ``term = value << (v·t + c·s)``, added to accumulator ``j`` when ``pol = 0`` and subtracted when
     ``pol = 1``. Slots of the same ``j`` in one row are adjacent; each adds to its left neighbour's
     sum and only the rightmost writes, so all ``A`` lanes land in one cycle. The first write of a
@@ -74,13 +73,13 @@ class ShiftAdd(PeripheryComponent):
         """The writeback of the row in ``wb``; returns each accumulator's write strobe."""
         p = self._params
         geometry, wb = p.geometry, self.wb
-        index = [divmod_const(slot.column[1:], geometry.slices) for slot in wb.slots]
         valid = [slot.bits.any() for slot in wb.slots]
-        merges = [Const(0)] + [valid[g] & (index[g][0] == index[g - 1][0]) for g in range(1, p.adcs)] + [Const(0)]
+        merges = ([Const(0)] + [valid[g] & (wb.slots[g].logical == wb.slots[g - 1].logical) for g in range(1, p.adcs)]
+                  + [Const(0)])
         strobes = [Signal(name=f"write{j}") for j in range(p.logical_cols)]
         previous = None
         for g, slot in enumerate(wb.slots):
-            logical, slice_ = index[g]
+            logical, slice_ = slot.logical, slot.slice
             value = Signal(p.value_width, name=f"value{g}")
             term = Signal(p.value_width + p.max_exponent, name=f"term{g}")
             base = Signal(signed(p.acc_width), name=f"base{g}")
@@ -90,7 +89,7 @@ class ShiftAdd(PeripheryComponent):
                 value.eq(self.codes[g] << slot.shift),
                 term.eq(value << (wb.t * geometry.dac_bits + slice_ * geometry.cell_bits)),
                 base.eq(Mux(merges[g], previous, own) if g else own),
-                total.eq(Mux(slot.column[0], base - term, base + term)),
+                total.eq(Mux(slot.polarity, base - term, base + term)),
             ]
             writes = self.wb_valid & valid[g] & ~merges[g + 1]
             for j in range(p.logical_cols):
@@ -115,7 +114,7 @@ class ShiftAdd(PeripheryComponent):
 
         # finalization
         closing = self.wb_valid & (wb.t == p.cycles - 1)
-        reached = Mux(wb.last, beats, beat_of_column(p, wb.slots[0].column))
+        reached = Mux(wb.last, beats, beat_of_logical(p, wb.slots[0].logical))
         newly = Signal(beats)
         m.d.comb += newly.eq(Cat(closing & (finalized <= k) & (k < reached) for k in range(beats)))
         with m.If(closing):

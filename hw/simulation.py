@@ -24,6 +24,26 @@ from .tile import TilePeriphery
 CLOCK_PERIOD = 1e-6
 
 
+async def stream_put(ctx: Any, stream: Any, payload: Any) -> None:
+    """Offer ``payload`` on the ``lib.stream`` ``stream`` until it is accepted."""
+    ctx.set(stream.payload, payload)
+    ctx.set(stream.valid, 1)
+    await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+def simulate(dut: Any, *testbenches: Callable, background: Sequence[Callable] = ()) -> None:
+    """Run async ``testbenches`` against ``dut`` with a clock until they all return;
+    ``background`` testbenches (models of the surroundings) run alongside and never end."""
+    sim = Simulator(dut)
+    sim.add_clock(CLOCK_PERIOD)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
+    for bench in testbenches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
 async def apb_access(ctx: Any, apb: Any, address: int, data: int = 0, write: bool = False) -> tuple[int, int]:
     """One APB transfer (setup, then access until ``pready``); returns ``(prdata, pslverr)``."""
     ctx.set(apb.paddr, address)
@@ -33,7 +53,7 @@ async def apb_access(ctx: Any, apb: Any, address: int, data: int = 0, write: boo
     ctx.set(apb.penable, 0)
     await ctx.tick()
     ctx.set(apb.penable, 1)
-    _, _, prdata, error = await ctx.tick().sample(apb.prdata, apb.pslverr).until(apb.pready)
+    prdata, error = await ctx.tick().sample(apb.prdata, apb.pslverr).until(apb.pready)
     ctx.set(apb.psel, 0)
     ctx.set(apb.penable, 0)
     return int(prdata), int(error)
@@ -213,13 +233,8 @@ def simulate_tile(tile: TilePeriphery, digits: np.ndarray, x: np.ndarray, acc: n
             await ctx.tick()
             cycle += 1
 
-    sim = Simulator(tile)
-    sim.add_clock(CLOCK_PERIOD)
-    for bench in (monitor, model.testbench, producer(tile.s_axis_x, x_beats, x_gap),
-                  producer(tile.s_axis_acc, acc_beats, acc_gap)):
-        sim.add_testbench(bench, background=True)
-    sim.add_testbench(consume)
-    sim.run()
+    simulate(tile, consume, background=(monitor, model.testbench, producer(tile.s_axis_x, x_beats, x_gap),
+                                        producer(tile.s_axis_acc, acc_beats, acc_gap)))
     if len(last_beat) < count:
         raise RuntimeError(f"the tile delivered {len(last_beat)} of {count} results within {budget} cycles")
     words = [y_words[b * p.y_beats:(b + 1) * p.y_beats] for b in range(count)]
