@@ -188,21 +188,21 @@ class PeripheryParams:
         """Signed bits of a result (``chain`` tiles): ``bit_length(chain·tile_bound) + 1``."""
         return (self.chain * self.tile_bound).bit_length() + 1
 
-    @property
+    @cached_property
     def used_columns(self) -> int:
         """``L·2S``: physical columns that can hold weights."""
         return self.logical_cols * self.geometry.phys_per_logical
 
-    @property
+    @cached_property
     def column_width(self) -> int:
         return bits_for(self.cols)
 
-    @property
+    @cached_property
     def bits_width(self) -> int:
         """Bits of the ``b`` field: ``bit_length(Bmax)``."""
         return self.bmax.bit_length()
 
-    @property
+    @cached_property
     def slot_fields(self) -> dict[str, tuple[int, int]]:
         """``(lsb, width)`` of each field of a configuration-memory slot, least significant first:
         ADC bits ``b``, shift ``k``, then the physical column ``p = (j·S + s)·2 + pol`` as its
@@ -215,17 +215,17 @@ class PeripheryParams:
             lsb += width
         return fields
 
-    @property
+    @cached_property
     def slot_width(self) -> int:
         """Bits of one slot of a memory row (:attr:`slot_fields`)."""
         return sum(width for _, width in self.slot_fields.values())
 
-    @property
+    @cached_property
     def depth(self) -> int:
         """Rows of the configuration memory: ``⌈L·2S / A⌉`` (a tile with every column converted)."""
         return ceil_div(self.used_columns, self.adcs)
 
-    @property
+    @cached_property
     def row_width(self) -> int:
         return self.adcs * self.slot_width
 
@@ -296,12 +296,14 @@ class PeripheryParams:
             raise ValueError(f"b = {too_high[0]} exceeds the module's Bmax {self.bmax}")
         if any(not 0 <= k <= MAX_ADC_SHIFT for k in shifts):
             raise ValueError(f"shifts must lie in 0..{MAX_ADC_SHIFT}")
-        converted = sorted((p for p, b in enumerate(bits) if b), key=lambda p: (self.beat_of(p), -bits[p], p))
+        beats = self._beats
+        converted = sorted((p for p, b in enumerate(bits) if b), key=lambda p: (beats[p], -bits[p], p))
         rows = []
         for first in range(0, len(converted), self.adcs):
             chunk = sorted(converted[first:first + self.adcs])
             slots = [Slot(p, bits[p], shifts[p]) for p in chunk]
-            slots += [Slot(chunk[-1], 0, 0)] * (self.adcs - len(slots))
+            if len(slots) < self.adcs:
+                slots += [Slot(chunk[-1], 0, 0)] * (self.adcs - len(slots))
             rows.append(tuple(slots))
         if not rows:            # nothing converted: one empty row, so every vector still completes
             rows.append((Slot(self.used_columns - 1, 0, 0),) * self.adcs)
@@ -322,11 +324,11 @@ class Schedule:
 
     def pack(self, slot: Slot) -> int:
         """A slot as its ``slot_width`` bits (:attr:`PeripheryParams.slot_fields`)."""
-        p = self.params
-        logical, slice_ = divmod(slot.column // 2, p.geometry.slices)
-        values = {"bits": slot.bits, "shift": slot.shift, "polarity": slot.column % 2, "slice": slice_,
-                  "logical": logical}
-        return sum(values[name] << lsb for name, (lsb, _) in p.slot_fields.items())
+        fields = self.params.slot_fields
+        logical, slice_ = divmod(slot.column // 2, self.params.geometry.slices)
+        return (slot.bits << fields["bits"][0] | slot.shift << fields["shift"][0]
+                | (slot.column & 1) << fields["polarity"][0] | slice_ << fields["slice"][0]
+                | logical << fields["logical"][0])
 
     def words(self) -> list[int]:
         """The memory rows: slot ``g`` at bits ``[g·slot_width, (g+1)·slot_width)``."""
