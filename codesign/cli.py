@@ -525,14 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "writes DIR/sim/results.json")
     simulate.add_argument("dir", metavar="DIR", help="output folder of 'codesign generate'")
     simulate.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
-                          help="simulator (default icarus; verilator builds for about 20 s, then runs 8× faster)")
+                          help="simulator (default icarus; verilator builds for about 20 s, then runs several times faster)")
     simulate.add_argument("--vectors", type=int, metavar="N", help="input vectors per tile (default 8)")
     simulate.add_argument("--tiles", action="append", metavar="SPEC",
                           help="only these tiles: LAYER, LAYER:I or LAYER:I-J, comma-separated or repeated "
                                "(default all)")
     simulate.add_argument("--mode", choices=("fast", "python"), default="fast",
-                          help="fast: comparators answered inside the simulator from preloaded column values "
-                               "(default); python: answered by the cocotb testbench every cycle (slower)")
+                          help="fast: the analog side (column values from the driven wordlines, ADC answers) "
+                               "modelled inside the simulator (default); python: by the cocotb testbench every "
+                               "cycle (slower)")
     simulate.add_argument("--waves", action="store_true",
                           help="write waveforms: DIR/sim/waves/<module>.fst (Icarus) or .vcd (Verilator)")
     simulate.add_argument("--model", metavar="FILE",
