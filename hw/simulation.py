@@ -32,6 +32,21 @@ async def stream_put(ctx: Any, stream: Any, payload: Any) -> None:
     ctx.set(stream.valid, 0)
 
 
+async def axis_put(ctx: Any, stream: Any, tdata: int, tlast: int) -> None:
+    """Offer one beat on the AXI4-Stream ``stream`` until it is accepted."""
+    ctx.set(stream.tdata, tdata)
+    ctx.set(stream.tlast, tlast)
+    ctx.set(stream.tvalid, 1)
+    await ctx.tick().until(stream.tready)
+    ctx.set(stream.tvalid, 0)
+
+
+async def axis_send(ctx: Any, stream: Any, beats: Sequence[tuple[int, int]]) -> None:
+    """Send ``beats`` (``(tdata, tlast)`` pairs) on ``stream`` back to back."""
+    for tdata, tlast in beats:
+        await axis_put(ctx, stream, tdata, tlast)
+
+
 def simulate(dut: Any, *testbenches: Callable, background: Sequence[Callable] = ()) -> None:
     """Run async ``testbenches`` against ``dut`` with a clock until they all return;
     ``background`` testbenches (models of the surroundings) run alongside and never end."""
@@ -217,11 +232,7 @@ def simulate_tile(tile: TilePeriphery, digits: np.ndarray, x: np.ndarray, acc: n
         for i, (tdata, tlast) in enumerate(beats):
             for _ in range(gap(i)):
                 await ctx.tick()
-            ctx.set(stream.tdata, tdata)
-            ctx.set(stream.tlast, tlast)
-            ctx.set(stream.tvalid, 1)
-            await ctx.tick().until(stream.tready)
-            ctx.set(stream.tvalid, 0)
+            await axis_put(ctx, stream, tdata, tlast)
 
     async def consume(ctx: Any) -> None:
         if schedule is not None:

@@ -7,7 +7,7 @@ import pytest
 
 from codesign.hw import PeripheryParams, ShiftAdd
 from codesign.hw.periphery import beat_results, result_beats
-from codesign.hw.simulation import simulate
+from codesign.hw.simulation import axis_put, simulate
 from codesign.mapping import Geometry
 
 GEOMETRY = Geometry(rows=6, cols=24, cell_bits=3, dac_bits=2, weight_bits=8, input_bits=5, adcs=4)   # S = 3, T = 3
@@ -28,11 +28,7 @@ def run(params, rows, acc):
         ctx.set(dut.wb_valid, 0)
         ctx.set(dut.m_axis_y.tready, 1)
         for data, last in result_beats(params, acc):
-            ctx.set(dut.s_axis_acc.tdata, data)
-            ctx.set(dut.s_axis_acc.tlast, last)
-            ctx.set(dut.s_axis_acc.tvalid, 1)
-            await ctx.tick().until(dut.s_axis_acc.tready)
-            ctx.set(dut.s_axis_acc.tvalid, 0)
+            await axis_put(ctx, dut.s_axis_acc, data, last)
             data, = await ctx.tick().sample(dut.m_axis_y.tdata).until(dut.m_axis_y.tvalid)
             words.append(data)
 

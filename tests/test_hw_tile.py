@@ -14,7 +14,8 @@ from codesign import golden
 from codesign.config import TileConfig
 from codesign.hw import PeripheryParams, Schedule, Slot, TilePeriphery
 from codesign.hw.periphery import REG_ROWS, REG_STATUS, result_beats, vector_beats
-from codesign.hw.simulation import AnalogModel, apb_access, configure, simulate, simulate_tile
+from codesign.hw.simulation import (AnalogModel, apb_access, axis_put, axis_send, configure, simulate,
+                                   simulate_tile)
 from codesign.mapping import Geometry, tile_digits
 
 
@@ -198,12 +199,7 @@ def test_configuration_is_refused_while_busy():
     seen = {}
 
     async def bench(ctx):
-        data, last = vector_beats(p, case.x[0])[0]
-        ctx.set(tile.s_axis_x.tdata, data)
-        ctx.set(tile.s_axis_x.tlast, last)
-        ctx.set(tile.s_axis_x.tvalid, 1)
-        await ctx.tick().until(tile.s_axis_x.tready)
-        ctx.set(tile.s_axis_x.tvalid, 0)
+        await axis_put(ctx, tile.s_axis_x, *vector_beats(p, case.x[0])[0])
         seen["busy"] = ctx.get(tile.busy)
         seen["write"] = (await apb_access(ctx, tile.apb, p.slot_address(0, 0), 0, True))[1]
         seen["rows"] = (await apb_access(ctx, tile.apb, 4 * REG_ROWS, 1, True))[1]
@@ -232,14 +228,8 @@ def test_a_missing_macro_answer_raises_the_sticky_adc_error():
 
     async def bench(ctx):
         ctx.set(tile.m_axis_y.tready, 1)
-        for stream, beats in ((tile.s_axis_acc, result_beats(case.params, case.acc[0])),
-                              (tile.s_axis_x, vector_beats(case.params, case.x[0]))):
-            for data, last in beats:
-                ctx.set(stream.tdata, data)
-                ctx.set(stream.tlast, last)
-                ctx.set(stream.tvalid, 1)
-                await ctx.tick().until(stream.tready)
-            ctx.set(stream.tvalid, 0)
+        await axis_send(ctx, tile.s_axis_acc, result_beats(case.params, case.acc[0]))
+        await axis_send(ctx, tile.s_axis_x, vector_beats(case.params, case.x[0]))
         for _ in range(200):
             await ctx.tick()
         found["error"] = ctx.get(tile.error)
@@ -264,13 +254,8 @@ def test_framing_errors_raise_their_sticky_bits(fault):
             x_beats[0] = (x_beats[0][0], 1)
         else:
             acc_beats[0] = (acc_beats[0][0] | 1 << (p.stream_width - 1), acc_beats[0][1])
-        for stream, beats in ((tile.s_axis_acc, acc_beats), (tile.s_axis_x, x_beats)):
-            for data, last in beats:
-                ctx.set(stream.tdata, data)
-                ctx.set(stream.tlast, last)
-                ctx.set(stream.tvalid, 1)
-                await ctx.tick().until(stream.tready)
-            ctx.set(stream.tvalid, 0)
+        await axis_send(ctx, tile.s_axis_acc, acc_beats)
+        await axis_send(ctx, tile.s_axis_x, x_beats)
         await ctx.tick()
         found["status"] = (await apb_access(ctx, tile.apb, 4 * REG_STATUS))[0]
 
