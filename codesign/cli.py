@@ -13,6 +13,9 @@ from typing import Any, Callable
 
 CROSSBAR_DEFAULTS = {"rows": 128, "cols": 128, "cell_bits": 2, "dac_bits": 1}
 BUNDLED_NOTE = "no --model given: using the bundled model (digits CNN, examples/digits_cnn_pruned.pt)"
+#: Periphery options and their ``PeripheryConfig`` fields.
+PERIPHERY_OPTIONS = {"adc_interface": "adc_interface", "clock": "clock_hz", "adc_rate": "adc_sample_rate_hz",
+                     "stream_bits": "stream_bits"}
 
 
 def note(message: str) -> None:
@@ -45,11 +48,21 @@ def add_crossbar_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
     group.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
     group.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
-    group.add_argument("--adcs", type=int, metavar="N", help="SAR ADCs per crossbar (default: one per 128 columns)")
+    group.add_argument("--adcs", type=int, metavar="N",
+                       help="ADCs per crossbar, 1 … cols (default: one per 128 columns)")
     group.add_argument("--search", nargs="?", const="global", choices=("global", "layer"),
                        help="sweep rows and cols over 32–512 and keep the best size globally (default) "
                             "or per layer")
     group.add_argument("--config", metavar="FILE", help="use this (edited) hw_config.json instead of the analysis")
+    periphery = parser.add_argument_group("periphery (docs/periphery.md)")
+    periphery.add_argument("--adc-interface", choices=("macro", "sar"),
+                           help="macro: asynchronous ADC macros started once per conversion (default); "
+                                "sar: the synchronous SAR controller, one comparison per clock cycle")
+    periphery.add_argument("--clock", type=float, metavar="HZ", help="digital clock, at most 1e9 (default 1e9)")
+    periphery.add_argument("--adc-rate", type=float, metavar="HZ",
+                           help="macro: conversions per second of one ADC (default 1.2e9, ISAAC's)")
+    periphery.add_argument("--stream-bits", type=int, metavar="W",
+                           help="AXI4-Stream data width, one result up to 128 (default 128)")
 
 
 def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
@@ -57,11 +70,12 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
     from .config import check_against_model, load_config
     from .ingest import load_model
 
-    explicit = [name for name in (*CROSSBAR_DEFAULTS, "adcs") if getattr(args, name) is not None]
+    explicit = [name for name in (*CROSSBAR_DEFAULTS, "adcs", *PERIPHERY_OPTIONS) if getattr(args, name) is not None]
     if args.config:
         if explicit or args.search:
             flag = "--search" if args.search else "--" + explicit[0].replace("_", "-")
-            raise_error(f"{flag} conflicts with --config: the config fixes the crossbar; edit it instead")
+            raise_error(f"{flag} conflicts with --config: the config fixes the crossbar and the periphery; "
+                        f"edit it instead")
         config = load_config(args.config)
         bits = {(layer.weight_bits, layer.input_bits) for layer in config.layers}
         if len(bits) > 1:
@@ -106,7 +120,24 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
         if args.search == "layer":
             per_layer = {key: crossbar.model_copy(update={"rows": p.rows, "cols": p.cols, "adcs": default_adcs(p.cols)})
                          for key, p in sweep["best_per_layer"].items()}
-    return model, analyze(model, crossbar, per_layer).to_config(), sweep
+    config = analyze(model, crossbar, per_layer).to_config()
+    return model, config.model_copy(update={"periphery": periphery_config(args)}), sweep
+
+
+def periphery_config(args: argparse.Namespace) -> Any:
+    """The ``PeripheryConfig`` of the periphery options (defaults where not given)."""
+    from pydantic import ValidationError
+
+    from .config import PeripheryConfig
+
+    given = {field: getattr(args, option) for option, field in PERIPHERY_OPTIONS.items()
+             if getattr(args, option) is not None}
+    try:
+        return PeripheryConfig(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = next(o for o, f in PERIPHERY_OPTIONS.items() if f == err["loc"][0])
+        raise_error(f"--{option.replace('_', '-')}: {err['msg']}")
 
 
 def default_crossbar(model: Any, search: bool = False) -> dict:
@@ -133,7 +164,8 @@ def crossbar_config(values: dict) -> Any:
         return CrossbarConfig(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise_error(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}")
+        option = str(err["loc"][0]) if err["loc"] else "adcs"      # the model-level rule is about --adcs
+        raise_error(f"--{option.replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}")
 
 
 def show_model_notes(model: Any) -> None:
@@ -561,14 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "writes DIR/sim/results.json")
     simulate.add_argument("dir", metavar="DIR", help="output folder of 'codesign generate'")
     simulate.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
-                          help="simulator (default icarus; verilator builds for about 20 s, then runs 8× faster)")
+                          help="simulator (default icarus; verilator builds for about 20 s, then runs several times faster)")
     simulate.add_argument("--vectors", type=int, metavar="N", help="input vectors per tile (default 8)")
     simulate.add_argument("--tiles", action="append", metavar="SPEC",
                           help="only these tiles: LAYER, LAYER:I or LAYER:I-J, comma-separated or repeated "
                                "(default all)")
     simulate.add_argument("--mode", choices=("fast", "python"), default="fast",
-                          help="fast: comparators answered inside the simulator from preloaded column values "
-                               "(default); python: answered by the cocotb testbench every cycle (slower)")
+                          help="fast: the analog side (column values from the driven wordlines, ADC answers) "
+                               "modelled inside the simulator (default); python: by the cocotb testbench every "
+                               "cycle (slower)")
     simulate.add_argument("--waves", action="store_true",
                           help="write waveforms: DIR/sim/waves/<module>.fst (Icarus) or .vcd (Verilator)")
     simulate.add_argument("--model", metavar="FILE",

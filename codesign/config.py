@@ -8,6 +8,7 @@ and tile, and :func:`check_against_model` checks an edited config against the mo
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -39,7 +40,41 @@ class CrossbarConfig(_Model):
     dac_bits: int = Field(1, ge=1, le=16, description="Input bits applied per cycle (v).")
     signed: Literal["differential"] = Field(
         "differential", description="Signed-weight encoding: P = max(q,0) and M = max(-q,0) on separate columns.")
-    adcs: int = Field(1, ge=1, le=4096, description="SAR ADCs per crossbar; its columns are shared among them.")
+    adcs: int = Field(1, ge=1, le=4096, description=(
+        "ADCs per crossbar, 1 … cols; the converted columns are dealt to them at generate time "
+        "(docs/periphery.md, 'Lanes')."))
+
+    @model_validator(mode="after")
+    def _adcs_fit(self) -> "CrossbarConfig":
+        if self.adcs > self.cols:
+            raise ValueError(f"adcs {self.adcs} exceeds the {self.cols} physical columns of a crossbar: "
+                             f"at most one ADC per column")
+        return self
+
+
+#: Fastest digital clock of the periphery.
+MAX_CLOCK_HZ = 1e9
+
+
+class PeripheryConfig(_Model):
+    """The digital periphery of every tile (docs/periphery.md)."""
+
+    adc_interface: Literal["macro", "sar"] = Field("macro", description=(
+        "macro: each ADC is an asynchronous macro the periphery starts once per conversion and that "
+        "answers with the code; sar: the periphery's synchronous SAR controller, one comparison per cycle."))
+    clock_hz: float = Field(MAX_CLOCK_HZ, gt=0, le=MAX_CLOCK_HZ, description="Digital clock of the periphery in Hz.")
+    adc_sample_rate_hz: float = Field(1.2e9, gt=0, le=1e11, description=(
+        "macro: conversions per second of one ADC macro (ISAAC's: 1.2 GS/s); a conversion takes "
+        "ceil(clock_hz / adc_sample_rate_hz) clock cycles, at least one."))
+    stream_bits: int = Field(128, ge=8, le=128, description=(
+        "Data width of the AXI4-Stream ports in bits; one result must fit in a beat."))
+
+    @property
+    def conversion_cycles(self) -> int:
+        """Clock cycles per conversion: ``ceil(clock / sample rate)`` (macro, at least 1); 1 (sar)."""
+        if self.adc_interface == "sar":
+            return 1
+        return max(1, math.ceil(self.clock_hz / self.adc_sample_rate_hz - 1e-9))
 
 
 class MatrixShape(_Model):
@@ -162,6 +197,8 @@ class CalibrationRecord(_Model):
 class HardwareConfig(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     crossbar: CrossbarConfig
+    periphery: PeripheryConfig = Field(default_factory=PeripheryConfig,
+                                       description="The digital periphery (docs/periphery.md).")
     layers: list[LayerConfig]
     model: Optional[ModelInfo] = None
     calibration: Optional[CalibrationRecord] = Field(

@@ -13,6 +13,8 @@ Three layers, each usable on its own:
    designs of docs/design.md §3.11 — ``uniform`` full resolution, ``per_crossbar`` lossless (D.U.B.'s
    assumption), ``per_column`` lossless, ``calibrated`` per column — per layer and in total, under
    every ADC model. Conversions per inference = positions × input cycles × converted columns.
+   Latency per inference comes from the generated periphery's cycle counts
+   (:func:`layer_cycles`) at the config's digital clock.
 
 Units everywhere: pJ, µm², nm, Hz, ns. ``bits = 0`` means a skipped column (no conversion, no cost).
 """
@@ -147,8 +149,6 @@ class CostSettings(BaseModel):
     walden_fom_fj: float = Field(DEFAULT_WALDEN_FOM_FJ, gt=0,
                                  description="Walden figure of merit in fJ per conversion step at 32 nm.")
     zigzag_vdd: float = Field(0.9, gt=0, le=2, description="Supply voltage of the ZigZag fit in V (its default 0.9).")
-    sar_step_ns: float = Field(1e9 / (ISAAC_RATE_HZ * 8), gt=0,
-                               description="Time of one SAR step in ns (ISAAC's ADC: 8 steps per 1/1.2 GHz).")
 
 
 @dataclass(frozen=True)
@@ -458,16 +458,19 @@ DESIGN_LABELS = {
 @dataclass
 class LayerTiles:
     """ADC bits of one layer's tiles: ``bits[t, p]`` for tile ``t`` and tile-local physical column
-    ``p`` (0 beyond the tile's ``width[t]`` physical columns); ``rows[t]`` wordlines in use."""
+    ``p`` (0 beyond the tile's ``width[t]`` physical columns); ``rows[t]`` wordlines in use;
+    ``periphery``, when known, the layer's periphery (:class:`~codesign.hw.periphery.PeripheryParams`
+    with ``Bmax`` high enough for every design), which times each design."""
 
     geometry: Geometry
     positions: Optional[int]
     bits: np.ndarray
     width: np.ndarray
     rows: np.ndarray
+    periphery: Optional[object] = None
 
     @classmethod
-    def from_config(cls, layer: LayerConfig, geometry: Geometry) -> "LayerTiles":
+    def from_config(cls, layer: LayerConfig, geometry: Geometry, periphery: Optional[object] = None) -> "LayerTiles":
         P = geometry.logical_cols * geometry.phys_per_logical
         bits = np.zeros((len(layer.tiles), P), dtype=np.int64)
         width = np.empty(len(layer.tiles), dtype=np.int64)
@@ -475,7 +478,7 @@ class LayerTiles:
             width[t] = len(tile.adc_bits)
             bits[t, :width[t]] = tile.adc_bits
         rows = np.array([tile.row_count for tile in layer.tiles], dtype=np.int64)
-        return cls(geometry, layer.positions, bits, width, rows)
+        return cls(geometry, layer.positions, bits, width, rows, periphery)
 
     @classmethod
     def from_row_blocks(cls, block_bits: np.ndarray, geometry: Geometry, matrix_rows: int,
@@ -507,7 +510,7 @@ class DesignCounts:
 
     ``columns[b]``: columns converted at ``b`` bits; ``adcs[b]``: ADCs sized for ``b`` bits (an ADC
     exists when one of its columns is converted and is sized for the largest of them);
-    ``sar_steps``: SAR steps on the critical path (the busiest ADC of the slowest tile).
+    ``cycles``: clock cycles of all the layer's MVMs on its slowest tile (0 without a periphery).
     """
 
     columns: np.ndarray
@@ -515,11 +518,27 @@ class DesignCounts:
     live_tiles: int
     live_rows: int
     live_columns: int
-    sar_steps: int
+    cycles: int
+
+
+def layer_cycles(tiles: LayerTiles, bits: np.ndarray) -> int:
+    """Clock cycles of the layer's ``positions`` MVMs (1 when unknown) on its slowest tile: a tile
+    takes its latency for the first vector and its back-to-back period for each further one
+    (:class:`~codesign.hw.periphery.Timing`, from the same schedule as the generated RTL)."""
+    from .hw.periphery import tile_timing
+
+    if tiles.periphery is None or not bits.size:
+        return 0
+    more = (tiles.positions or 1) - 1
+    cycles = 0
+    for row, width in zip(bits, tiles.width):
+        timing = tile_timing(tiles.periphery, row[:width].tolist())
+        cycles = max(cycles, timing.latency + more * timing.period)
+    return cycles
 
 
 def count_design(tiles: LayerTiles, bits: np.ndarray) -> DesignCounts:
-    """Conversions, ADCs and live crossbars of one design from its per-column bits ``[tiles, P]``."""
+    """Conversions, ADCs, live crossbars and cycles of one design from its per-column bits ``[tiles, P]``."""
     geo = tiles.geometry
     live = bits.max(axis=1) > 0
     P = bits.shape[1]
@@ -528,7 +547,6 @@ def count_design(tiles: LayerTiles, bits: np.ndarray) -> DesignCounts:
     grouped[:, :P] = bits
     grouped = grouped.reshape(bits.shape[0], geo.adcs, group)
     adc_bits = grouped.max(axis=2)
-    steps = grouped.sum(axis=2).max() if bits.size else 0
     width = int(bits.max(initial=0)) + 1
     return DesignCounts(
         columns=np.bincount(bits[bits > 0], minlength=width),
@@ -536,7 +554,7 @@ def count_design(tiles: LayerTiles, bits: np.ndarray) -> DesignCounts:
         live_tiles=int(live.sum()),
         live_rows=int(tiles.rows[live].sum()),
         live_columns=int(tiles.width[live].sum()),
-        sar_steps=int(steps),
+        cycles=layer_cycles(tiles, bits),
     )
 
 
@@ -547,7 +565,7 @@ class DesignCost:
     energy_pj: dict[str, float]
     area_um2: dict[str, float]
     conversions: int
-    latency_steps: int
+    latency_cycles: int
 
     @property
     def total_energy_pj(self) -> float:
@@ -560,14 +578,14 @@ class DesignCost:
     def __add__(self, other: "DesignCost") -> "DesignCost":
         return DesignCost({k: v + other.energy_pj[k] for k, v in self.energy_pj.items()},
                           {k: v + other.area_um2[k] for k, v in self.area_um2.items()},
-                          self.conversions + other.conversions, self.latency_steps + other.latency_steps)
+                          self.conversions + other.conversions, self.latency_cycles + other.latency_cycles)
 
-    def to_json(self, sar_step_ns: float) -> dict:
+    def to_json(self, clock_hz: float) -> dict:
         return {"adc_energy_pj": self.energy_pj["adc"], "adc_area_um2": self.area_um2["adc"],
                 "energy_pj": self.total_energy_pj, "area_um2": self.total_area_um2,
                 "energy_by_component_pj": self.energy_pj, "area_by_component_um2": self.area_um2,
-                "conversions": self.conversions, "latency_sar_steps": self.latency_steps,
-                "latency_ns": self.latency_steps * sar_step_ns}
+                "conversions": self.conversions, "latency_cycles": self.latency_cycles,
+                "latency_ns": self.latency_cycles / clock_hz * 1e9}
 
 
 def price(counts: DesignCounts, geometry: Geometry, positions: int, adc: AdcTable, tech_nm: float) -> DesignCost:
@@ -596,7 +614,7 @@ def price(counts: DesignCounts, geometry: Geometry, positions: int, adc: AdcTabl
         "shift_add": COMPONENTS["shift_add"].area_um2 * int(counts.adcs.sum()) * a_scale,
         "registers": regs_area * a_scale,
     }
-    return DesignCost(energy, area, conversions, counts.sar_steps * mvm_cycles)
+    return DesignCost(energy, area, conversions, counts.cycles)
 
 
 @lru_cache(maxsize=64)
@@ -644,7 +662,7 @@ class Estimate:
             cost = self.total(model, d)
             return {"adc_energy": cost.energy_pj["adc"], "energy": cost.total_energy_pj,
                     "adc_area": cost.area_um2["adc"], "area": cost.total_area_um2,
-                    "latency": float(cost.latency_steps)}[what]
+                    "latency": float(cost.latency_cycles)}[what]
         mine = value(design)
         return value(baseline) / mine if mine else math.inf
 
@@ -680,6 +698,21 @@ def _check_same_tiling(config: HardwareConfig, calibrated: HardwareConfig) -> No
                                 f"calibrate against this folder's config")
 
 
+def layer_periphery(config: HardwareConfig, layer: LayerConfig, calibrated: Optional[LayerConfig] = None) -> object:
+    """The periphery that times every design of ``layer``: the module ``codesign generate`` builds
+    (:func:`codesign.rtl.module_groups`), with ``Bmax`` raised to the uniform design's ``Wy``."""
+    from .hw.periphery import PeripheryParams
+    from .rtl import chain_length
+
+    geometry, periphery = config.geometry(layer), config.periphery
+    bits = [b for source in (layer, calibrated) if source is not None for tile in source.tiles for b in tile.adc_bits]
+    try:
+        return PeripheryParams(geometry, max([geometry.uniform_bits, *bits]), chain_length(layer),
+                               periphery.adc_interface, periphery.conversion_cycles, periphery.stream_bits)
+    except ValueError as exc:
+        raise CodesignError(f"layer '{layer.key}': {exc}") from None
+
+
 def estimate(config: HardwareConfig, calibrated: Optional[HardwareConfig] = None,
              settings: Optional[CostSettings] = None, models: Iterable[str] = tuple(ADC_MODELS)) -> Estimate:
     """Price the designs of ``config`` (taken as the per-column lossless config) under ``models``.
@@ -705,9 +738,11 @@ def estimate(config: HardwareConfig, calibrated: Optional[HardwareConfig] = None
     for index, layer in enumerate(config.layers):
         geo = config.geometry(layer)
         geometries.append(geo)
-        tiles = LayerTiles.from_config(layer, geo)
+        periphery = layer_periphery(config, layer, calibrated.layers[index] if calibrated is not None else None)
+        tiles = LayerTiles.from_config(layer, geo, periphery)
         for design in designs:
-            source = LayerTiles.from_config(calibrated.layers[index], geo) if design == "calibrated" else tiles
+            source = (LayerTiles.from_config(calibrated.layers[index], geo, periphery) if design == "calibrated"
+                      else tiles)
             counts[design].append(count_design(source, source.design_bits(design)))
     bits_used = sorted({int(b) for per_layer in counts.values() for c in per_layer
                         for b in (*np.nonzero(c.columns)[0], *np.nonzero(c.adcs)[0])})

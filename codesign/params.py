@@ -2,12 +2,11 @@
 
 Written into ``DIR/params/``:
 
-``<layer>.vh``                Verilog header of localparams (geometry and widths) per layer
-``<layer>/tile_NNN.mem``      ``$readmemh`` file per tile: one word per physical column,
-                              ``word = (k << 5) | b`` (10 bits, 3 hex digits), C words
-``<layer>/tile_NNN.skip.mem`` ``$readmemh`` file per tile: one C-bit word, bit p = column p skipped
-``codesign_pkg.sv``           one SystemVerilog package with every layer's parameters
-``codesign_params.h``         one C header with the parameters and every tile's config words
+``<layer>.vh``                Verilog header of localparams (geometry, widths, memory and stream layout) per layer
+``<layer>/tile_NNN.mem``      ``$readmemh`` file per tile: its configuration-memory rows, one hex word each
+                              (the lane schedule of docs/periphery.md: ``A`` slots of ``(b, k, p)``)
+``codesign_pkg.sv``           one SystemVerilog package with every layer's parameters and slot type
+``codesign_params.h``         one C header with the parameters and every tile's slots, for firmware
 ``params.json``               the same in JSON, with the file of every tile
 """
 
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,33 +21,8 @@ from typing import Any
 import jinja2
 
 from . import __version__
-from .config import MAX_ADC_BITS, MAX_ADC_SHIFT, HardwareConfig, LayerConfig, TileConfig
+from .config import HardwareConfig, LayerConfig
 from .mapping import Geometry, ceil_div
-
-
-@dataclass(frozen=True)
-class WordFormat:
-    """Bit layout of one physical column's configuration word."""
-
-    bits_width: int = MAX_ADC_BITS.bit_length()    # 5: b in 0..16
-    shift_width: int = MAX_ADC_SHIFT.bit_length()  # 5: k in 0..31
-
-    @property
-    def width(self) -> int:
-        return self.bits_width + self.shift_width
-
-    @property
-    def hex_digits(self) -> int:
-        return ceil_div(self.width, 4)
-
-    def pack(self, bits: int, shift: int) -> int:
-        return (shift << self.bits_width) | bits
-
-    def unpack(self, word: int) -> tuple[int, int]:
-        return word & ((1 << self.bits_width) - 1), word >> self.bits_width
-
-
-WORD = WordFormat()
 
 
 def environment() -> jinja2.Environment:
@@ -75,22 +48,13 @@ def tile_name(index: int, count: int) -> str:
     return f"tile_{index:0{max(3, len(str(count - 1)))}d}"
 
 
-def tile_words(tile: TileConfig, geometry: Geometry) -> list[int]:
-    """Config words of all ``C`` physical columns of a tile; unused columns are 0 (skipped)."""
-    words = [WORD.pack(b, k) for b, k in zip(tile.adc_bits, tile.adc_shift)]
-    return words + [0] * (geometry.cols - len(words))
-
-
-def skip_mask(words: list[int]) -> int:
-    """Bit p set when physical column p is not converted."""
-    bits_mask = (1 << WORD.bits_width) - 1
-    return int("".join("0" if word & bits_mask else "1" for word in reversed(words)), 2)
-
-
-def layer_values(layer: LayerConfig, geometry: Geometry) -> dict[str, Any]:
+def layer_values(layer: LayerConfig, geometry: Geometry, periphery: Any) -> dict[str, Any]:
+    """The parameters of a layer's files; ``periphery`` is its module's
+    :class:`~codesign.hw.periphery.PeripheryParams`."""
     K, N = layer.matrix.rows, layer.matrix.cols
     peak_input = (1 << layer.input_bits) - 1
     peak_weight = (1 << (layer.weight_bits - 1)) - 1
+    p = periphery
     return {
         "matrix_rows": K, "matrix_cols": N, "rows": geometry.rows, "cols": geometry.cols,
         "cell_bits": geometry.cell_bits, "dac_bits": geometry.dac_bits,
@@ -100,73 +64,91 @@ def layer_values(layer: LayerConfig, geometry: Geometry) -> dict[str, Any]:
         "input_cycles": geometry.input_cycles, "adcs": geometry.adcs, "uniform_bits": geometry.uniform_bits,
         "column_value_width": max(1, (geometry.rows * geometry.input_digit_max * geometry.digit_max).bit_length()),
         "output_width": (K * peak_input * peak_weight).bit_length() + 1,
+        "adc_macro": int(p.macro), "conversion_cycles": p.conversion_cycles, "adc_bits_module": p.bmax,
+        "result_width": p.out_width, "stream_bits": p.stream_width, "x_beats": p.x_beats,
+        "results_per_beat": p.beat_results, "y_beats": p.y_beats,
+        "memory_depth": p.depth, "slot_width": p.slot_width, "row_width": p.row_width,
+        **{f"slot_{name}_{part}": value for name, (lsb, width) in p.slot_fields.items()
+           for part, value in (("lsb", lsb), ("width", width))},
+        "apb_addr_width": p.apb_addr_width, "apb_slot_bits": p.slot_index_width, "apb_row_bits": p.row_index_width,
     }
 
 
 _PACKAGE_PARAMS = ("matrix_rows", "matrix_cols", "rows", "cols", "cell_bits", "dac_bits", "weight_bits",
                    "input_bits", "slices", "logical_cols", "used_cols", "input_cycles", "adcs",
-                   "uniform_bits", "column_value_width", "output_width")
-_PACKAGE_NAMES = {"rows": "XBAR_ROWS", "cols": "XBAR_COLS", "uniform_bits": "ADC_BITS_MAX"}
+                   "uniform_bits", "column_value_width", "output_width", "adc_macro", "conversion_cycles",
+                   "adc_bits_module", "result_width", "stream_bits", "x_beats", "results_per_beat", "y_beats",
+                   "memory_depth", "slot_width", "row_width",
+                   *(f"slot_{name}_{part}" for name in ("bits", "shift", "polarity", "slice", "logical")
+                     for part in ("lsb", "width")),
+                   "apb_addr_width", "apb_slot_bits", "apb_row_bits")
+_PACKAGE_NAMES = {"rows": "XBAR_ROWS", "cols": "XBAR_COLS", "uniform_bits": "ADC_BITS_MAX", "adc_bits_module": "BMAX"}
 
 
 def write_params(config: HardwareConfig, out: Path) -> list[Path]:
     """Render every parameter file into ``out`` (created); returns the files written."""
+    from .rtl import module_groups, tile_schedule
+
     env = environment()
     templates = {name: env.get_template(name) for name in
-                 ("layer.vh.j2", "tile.mem.j2", "tile.skip.mem.j2", "codesign_pkg.sv.j2", "codesign_params.h.j2")}
+                 ("layer.vh.j2", "tile.mem.j2", "codesign_pkg.sv.j2", "codesign_params.h.j2")}
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    digits = WORD.hex_digits
+    modules = {layer.key: group.params for group in module_groups(config) for layer in group.layers}
     summary: list[dict[str, Any]] = []
     package_layers: list[dict[str, Any]] = []
     idents: set[str] = set()
     for layer in config.layers:
-        geometry = config.geometry(layer)
-        values = layer_values(layer, geometry)
+        geometry, periphery = config.geometry(layer), modules[layer.key]
+        values = layer_values(layer, geometry, periphery)
         ident = identifier(layer.key)
         while ident in idents:
             ident += "_"
         idents.add(ident)
         stem = ident.lower()
-        context = {"version": __version__, "layer": layer, "ident": ident, "g": values, "word": WORD,
-                   "tiles": layer.tiles}
+        context = {"version": __version__, "layer": layer, "ident": ident, "g": values, "tiles": layer.tiles}
         written.append(_write(out / f"{stem}.vh", templates["layer.vh.j2"].render(context)))
         tile_dir = out / stem
         tile_dir.mkdir(exist_ok=True)
-        tiles_json, all_words = [], []
+        tiles_json, tile_slots, tile_rows = [], [], []
+        digits = ceil_div(periphery.row_width, 4)
+        slot_mask = (1 << periphery.slot_width) - 1
         for index, tile in enumerate(layer.tiles):
-            words = tile_words(tile, geometry)
-            all_words.append([f"0x{w:0{digits}x}" for w in words])
-            name = tile_name(index, len(layer.tiles))
-            mem = tile_dir / f"{name}.mem"
-            skip = tile_dir / f"{name}.skip.mem"
-            tile_context = dict(context, index=index, tile=tile)
+            schedule = tile_schedule(periphery, tile)
+            words = schedule.words()
+            slots = [(word >> (g * periphery.slot_width)) & slot_mask for word in words for g in range(periphery.adcs)]
+            tile_slots.append([f"0x{slot:x}u" for slot in slots + [0] * (periphery.depth * periphery.adcs - len(slots))])
+            tile_rows.append(len(words))
+            mem = tile_dir / f"{tile_name(index, len(layer.tiles))}.mem"
             written.append(_write(mem, templates["tile.mem.j2"].render(
-                tile_context, words=[f"{w:0{digits}x}" for w in words])))
-            written.append(_write(skip, templates["tile.skip.mem.j2"].render(
-                tile_context, mask=f"{skip_mask(words):0{ceil_div(geometry.cols, 4)}x}")))
+                context, index=index, tile=tile, words=[f"{word:0{digits}x}" for word in words])))
             tiles_json.append({
-                "index": index, "mem": str(mem.relative_to(out)), "skip_mem": str(skip.relative_to(out)),
+                "index": index, "mem": str(mem.relative_to(out)), "memory_rows": len(words),
                 "row_start": tile.row_start, "row_count": tile.row_count,
                 "col_start": tile.col_start, "col_count": tile.col_count,
-                "converted_columns": sum(1 for b in tile.adc_bits if b),
+                "converted_columns": schedule.conversions,
                 "max_bits": max(tile.adc_bits, default=0),
                 "bits_histogram": [tile.adc_bits.count(b) for b in range(max(tile.adc_bits, default=0) + 1)]})
         params = [(_PACKAGE_NAMES.get(k, k.upper()), values[k]) for k in _PACKAGE_PARAMS]
         params.append(("TILES", len(layer.tiles)))
         package_layers.append({"layer": layer, "ident": ident, "params": params, "g": values,
-                               "tiles": layer.tiles, "tile_words": all_words})
+                               "tiles": layer.tiles, "tile_slots": tile_slots, "tile_rows": tile_rows})
         summary.append({"name": layer.name, "group": layer.group, "key": layer.key, "kind": layer.kind,
-                        "header": f"{stem}.vh", "ident": ident, "geometry": values, "tiles": tiles_json})
-    context = {"version": __version__, "word": WORD, "layers": package_layers}
+                        "header": f"{stem}.vh", "ident": ident, "geometry": values,
+                        "memory": {"depth": periphery.depth, "adcs": periphery.adcs, "row_width": periphery.row_width,
+                                   "hex_digits": digits, "slot": slot_fields(periphery)},
+                        "tiles": tiles_json})
+    context = {"version": __version__, "layers": package_layers}
     written.append(_write(out / "codesign_pkg.sv", templates["codesign_pkg.sv.j2"].render(context)))
     written.append(_write(out / "codesign_params.h", templates["codesign_params.h.j2"].render(context)))
-    document = {"generator": f"codesign {__version__}",
-                "word": {"width": WORD.width, "bits": [WORD.bits_width - 1, 0],
-                         "shift": [WORD.width - 1, WORD.bits_width], "hex_digits": digits},
-                "layers": summary}
+    document = {"generator": f"codesign {__version__}", "layers": summary}
     written.append(_write(out / "params.json", json.dumps(document, indent=2) + "\n"))
     return written
+
+
+def slot_fields(periphery: Any) -> dict[str, list[int]]:
+    """``[msb, lsb]`` of each field of a configuration-memory slot (``msb < lsb``: no bits)."""
+    return {name: [lsb + width - 1, lsb] for name, (lsb, width) in periphery.slot_fields.items()}
 
 
 def _write(path: Path, text: str) -> Path:

@@ -41,21 +41,22 @@ def build_summary(config: HardwareConfig, settings: CostSettings, calibrated: Op
                   calibrated_path: Optional[str] = None) -> tuple[dict, Estimate]:
     """All figures of the report as JSON-ready data, and the :class:`~codesign.cost.Estimate` behind them."""
     est = estimate(config, calibrated, settings)
-    step = settings.sar_step_ns
+    clock = config.periphery.clock_hz
     models = {}
     for model in est.tables:
-        totals = {d: est.total(model, d).to_json(step) for d in est.designs}
+        totals = {d: est.total(model, d).to_json(clock) for d in est.designs}
         models[model] = {
             "totals": totals,
             "vs_uniform": {d: _ratios(est, model, d, "uniform") for d in est.designs},
             "vs_per_crossbar": {d: _ratios(est, model, d, "per_crossbar") for d in est.designs},
-            "layers": {layer: {d: est.costs[model][d][i].to_json(step) for d in est.designs}
+            "layers": {layer: {d: est.costs[model][d][i].to_json(clock) for d in est.designs}
                        for i, layer in enumerate(est.layers)},
         }
     summary = {
         "schema": SCHEMA,
         "config": {"file": "hw_config.json", "model": config.model.model_dump() if config.model else None,
-                   "crossbar": config.crossbar.model_dump(), "layers": len(config.layers),
+                   "crossbar": config.crossbar.model_dump(), "periphery": config.periphery.model_dump(),
+                   "layers": len(config.layers),
                    "tiles": sum(len(layer.tiles) for layer in config.layers)},
         "design_point": design_point(config, settings),
         "calibrated": calibrated_path,
@@ -127,8 +128,8 @@ def design_point(config: HardwareConfig, settings: CostSettings) -> dict:
         "input_bits": sorted({layer.input_bits for layer in config.layers}),
         "uniform_bits": sorted({g.uniform_bits for g in geometries}),
         "crossbar_extra": extra,
-        "sample_rate_hz": settings.sample_rate_hz, "sar_step_ns": settings.sar_step_ns,
-        "sar_clock_hz": 1e9 / settings.sar_step_ns, "tech_nm": settings.tech_nm,
+        "sample_rate_hz": settings.sample_rate_hz, "periphery": config.periphery.model_dump(),
+        "conversion_cycles": config.periphery.conversion_cycles, "tech_nm": settings.tech_nm,
         "layers": len(config.layers), "tiles": sum(len(layer.tiles) for layer in config.layers),
         "model": config.model.model_dump() if config.model else None,
         "calibration": config.calibration.model_dump() if config.calibration else None,
@@ -272,10 +273,6 @@ def energy(pj: float) -> str:
 
 def area(um2: float) -> str:
     return quantity(um2, AREA_UNITS, 4)
-
-
-def duration(ns: float) -> str:
-    return quantity(ns, TIME_UNITS, 4)
 
 
 def si(value: float, unit: str) -> str:
@@ -622,8 +619,16 @@ def _design_point_section(summary: dict) -> dict:
             ["uniform (full) resolution", listed(point["uniform_bits"]) + " b"]]
     rows += [[f"crossbar {name.replace('_', ' ')}", json.dumps(value) if isinstance(value, (dict, list)) else value]
              for name, value in point["crossbar_extra"].items()]
-    rows += [["ADC sample rate", si(point["sample_rate_hz"], "S/s") + " per ADC"],
-             ["SAR step (clock)", f"{duration(point['sar_step_ns'])} ({si(point['sar_clock_hz'], 'Hz')})"],
+    periphery = point["periphery"]
+    interface = ("ADC macro (asynchronous SAR, started once per conversion)" if periphery["adc_interface"] == "macro"
+                 else "synchronous SAR controller (one comparison per clock)")
+    rows += [["ADC interface", interface],
+             ["digital clock", si(periphery["clock_hz"], "Hz")],
+             ["conversion", f"{point['conversion_cycles']} clock cycle{'s' * (point['conversion_cycles'] > 1)}"
+                            + (f" (macro at {si(periphery['adc_sample_rate_hz'], 'S/s')})"
+                               if periphery["adc_interface"] == "macro" else " per SAR step")],
+             ["AXI4-Stream data width", f"{periphery['stream_bits']} bits"],
+             ["ADC sample rate of the cost models", si(point["sample_rate_hz"], "S/s") + " per ADC"],
              ["technology node", f"{point['tech_nm']:g} nm"],
              ["layers, crossbar tiles", f"{point['layers']}, {point['tiles']:,}"]]
     model = point["model"]
@@ -675,7 +680,8 @@ def _designs_sections(summary: dict, est: Estimate, plots: bool) -> list[dict]:
     text = [f"ADC model of this table: {model} — {summary['adc_models'][model]['source']}; "
             f"{summary['adc_models'][model]['conditions']}; {summary['adc_models'][model]['scaling']}.",
             f"Technology node {settings['tech_nm']:g} nm, {si(settings['sample_rate_hz'], 'S/s')} per ADC, "
-            f"one SAR step = {duration(settings['sar_step_ns'])}. Energies are per inference; conversions = output "
+            f"latency from the periphery's clock cycles at {si(summary['config']['periphery']['clock_hz'], 'Hz')} "
+            f"({summary['config']['periphery']['adc_interface']} ADCs). Energies are per inference; conversions = output "
             f"positions × input cycles × converted columns (docs/cost-models.md §1). Totals add DAC, "
             f"sample-and-hold, array, shift-add and registers from ISAAC's table (see Components)."]
     text += _adc_area_note(summary)
@@ -853,13 +859,14 @@ def _latency_section(summary: dict) -> dict:
     designs = list(summary["designs"])
     totals = summary["models"][model]["totals"]
     unit, values = column([totals[d]["latency_ns"] for d in designs], TIME_UNITS, 4)
-    steps = [[summary["designs"][d], f"{totals[d]['latency_sar_steps']:,}", values[i],
+    steps = [[summary["designs"][d], f"{totals[d]['latency_cycles']:,}", values[i],
               times(summary["models"][model]["vs_uniform"][d]["latency"])] for i, d in enumerate(designs)]
     return _section(
-        "Latency (SAR steps)",
-        ["Per MVM a tile needs, per input cycle, the sum of its columns' bits on its busiest ADC; tiles run in "
-         "parallel, layers one after another, MVMs of a layer in sequence. Sequencer overhead is not included."],
-        [_table(["design", "SAR steps per inference", f"time [{unit}]", "vs uniform"], steps)])
+        "Latency (periphery clock cycles)",
+        ["Each design is timed by the cycle model of the generated periphery (docs/periphery.md §Timing): a "
+         "layer's MVMs run back to back on each tile, its first taking the tile's latency and each further one "
+         "its period; tiles run in parallel (the slowest counts), layers one after another."],
+        [_table(["design", "clock cycles per inference", f"time [{unit}]", "vs uniform"], steps)])
 
 
 # --- periphery (codesign.synth): area breakdown, scaled area, FPGA timing, design total ----------------

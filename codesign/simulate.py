@@ -1,14 +1,16 @@
 """``codesign simulate DIR``: the generated Verilog of every tile against the golden model.
 
 For each selected tile of a ``codesign generate`` folder, the tile's Verilog module (``DIR/rtl/``)
-runs in Icarus Verilog or Verilator under cocotb (:mod:`codesign.sim`) with its configuration words
-from its ``params/<layer>/tile_NNN.mem``. A model of the analog side answers its comparators with
-the column values of :func:`codesign.golden.column_values` for the input vector in progress. Every
-result is compared bit-exactly with :func:`codesign.golden.layer_outputs`: a tile of row block
-``k`` gets as ``acc`` the golden partial sums of the row blocks before it (as the hardware chains
-them) and must return the partial sums up to and including its own. Also checked: the wordlines
-carry ``x_t`` whenever an ADC compares, the result holds under back-pressure, ``done`` pulses, and
-each vector takes the cycles ``rtl/manifest.json`` reports.
+runs in Icarus Verilog or Verilator under cocotb (:mod:`codesign.sim`), configured through its APB
+port from its ``params/<layer>/tile_NNN.mem``. A model of the analog side computes every column
+value from the wordlines the module drives and the tile's cell levels (docs/design.md §3.7) and answers the
+ADCs (``macro``: the code after a latency of 1 … ``conversion_cycles`` cycles; ``sar``: the
+comparator). Every result is compared bit-exactly with :func:`codesign.golden.layer_outputs`: a
+tile of row block ``k`` gets on ``s_axis_acc`` the golden partial sums of the row blocks before it
+(as the hardware chains them) and must return the partial sums up to and including its own. Also
+checked: no conversion of a skipped column and none with other ``b``, ``k`` than the config, as
+many conversions as the config implies, results held under back-pressure, ``tlast``, the module's
+``error`` output, and the exact cycles of ``rtl/manifest.json`` (latency and back-to-back period).
 
 Inputs are real layer inputs when the model's architecture is known and takes the bundled digits
 images (each layer's integer inputs while the model classifies digits test images), random
@@ -36,9 +38,8 @@ SCHEMA = "codesign-simulate/1"
 DEFAULT_VECTORS = 8
 #: Mismatches listed in results.json (all are counted).
 LISTED_MISMATCHES = 1000
-#: Cycles from a vector's acceptance to the first cycle of its valid result, plus this, is the
-#: tile's cycles per vector without stalls (one cycle with the result valid, one to accept the next).
-CYCLES_AFTER_VALID = 2
+#: Vectors sent back to back first (their cycles are checked); the others see back-pressure.
+BURST = 3
 #: Idle input cycles before a vector and cycles a result waits for ready: 0 .. this − 1 (seeded).
 BACK_PRESSURE = 3
 
@@ -101,8 +102,9 @@ def _drift(root: Path, where: str, problem: str) -> CodesignError:
 
 
 def check_folder(folder: Folder) -> None:
-    """Refuse a folder whose ``hw_config.json`` differs from its ``rtl/`` or ``params/``: modules and
-    their parameters, layers, tiles, every column's ``(b, k)`` and the reported cycles."""
+    """Refuse a folder whose ``hw_config.json`` differs from what its hardware and testbench read:
+    the modules and their parameters (``rtl/<module>.json``), layers and tiles (``rtl/manifest.json``),
+    every tile's memory rows (``params/…/tile_NNN.mem``), its ``ROWS`` and its reported cycles."""
     from .rtl import module_groups
     from .sim.ports import PortMap
 
@@ -116,15 +118,16 @@ def check_folder(folder: Folder) -> None:
         module = modules.get(group.name)
         if module is None:
             raise _drift(root, f"layer '{group.layers[0].key}'", f"needs the module {group.name}, which rtl/ lacks")
-        g = group.params.geometry
-        wanted = {"rows": g.rows, "cols": g.cols, "cell_bits": g.cell_bits, "dac_bits": g.dac_bits,
-                  "weight_bits": g.weight_bits, "input_bits": g.input_bits, "adcs": g.adcs,
-                  "bmax": group.params.bmax, "chain": group.params.chain}
-        found = PortMap.load(root / "rtl" / module["ports"]).parameters
-        for name, value in wanted.items():
-            if found.get(name) != value:
-                raise _drift(root, f"module {group.name}",
-                             f"hw_config.json implies {name} {value}, rtl/{module['ports']} has {found.get(name)}")
+        try:
+            found = PortMap.load(root / "rtl" / module["ports"]).params
+        except (OSError, ValueError, KeyError) as exc:
+            raise _drift(root, f"module {group.name}", f"rtl/{module['ports']} is unreadable ({exc})") from None
+        if found != group.params:
+            difference = next(name for name in ("geometry", "bmax", "chain", "interface", "conversion_cycles",
+                                                "stream_width") if getattr(found, name) != getattr(group.params, name))
+            raise _drift(root, f"module {group.name}", f"hw_config.json implies {difference} "
+                                                       f"{getattr(group.params, difference)}, rtl/{module['ports']} "
+                                                       f"has {getattr(found, difference)}")
         for layer in group.layers:
             entry = layers[layer.key]
             if entry["module"] != group.name:
@@ -134,27 +137,31 @@ def check_folder(folder: Folder) -> None:
                 raise _drift(root, f"layer '{layer.key}'", f"{len(layer.tiles)} tiles in hw_config.json, "
                                                            f"{len(entry['tiles'])} in rtl/manifest.json")
             for index, (tile, generated) in enumerate(zip(layer.tiles, entry["tiles"])):
-                _check_tile(root, f"layer '{layer.key}' tile {index}", config.geometry(layer), group.params, tile,
-                            generated)
+                _check_tile(root, f"layer '{layer.key}' tile {index}", group.params, tile, generated)
 
 
-def _check_tile(root: Path, where: str, geometry: Any, params: Any, tile: Any, generated: dict) -> None:
-    """One tile: its ``.mem`` words against its ``(b, k)`` in the config, and its reported cycles."""
-    from .params import WORD, tile_words
-    from .rtl import tile_cycles
+def _check_tile(root: Path, where: str, params: Any, tile: Any, generated: dict) -> None:
+    """One tile: its ``.mem`` rows against the schedule of its ``(b, k)``, and its manifest entry."""
+    from .rtl import tile_cycles, tile_schedule
 
     mem = generated["cfg_file"]
     words = read_mem(root / mem)
-    if len(words) != geometry.cols:
-        raise _drift(root, where, f"{mem} has {len(words)} words for {geometry.cols} physical columns")
-    for p, (want, have) in enumerate(zip(tile_words(tile, geometry), words)):
+    schedule = tile_schedule(params, tile)
+    wanted = schedule.words()
+    if len(words) != len(wanted):
+        raise _drift(root, where, f"{len(wanted)} memory rows from hw_config.json, {len(words)} in {mem}")
+    for row, (want, have) in enumerate(zip(wanted, words)):
         if want != have:
-            raise _drift(root, f"{where} physical column {p}", "b={} k={} in hw_config.json, b={} k={} in {}".format(
-                *WORD.unpack(want), *WORD.unpack(have), mem))
-    cycles = tile_cycles(params, tile.adc_bits)["cycles"]
-    if generated["cycles"] != cycles:
-        raise _drift(root, where, f"{cycles} cycles per vector from hw_config.json, rtl/manifest.json reports "
-                                  f"{generated['cycles']}")
+            g = next(g for g in range(params.adcs) if (want ^ have) >> (g * params.slot_width) & ((1 << params.slot_width) - 1))
+            slot = schedule.rows[row][g]
+            raise _drift(root, f"{where} memory row {row} slot {g}",
+                         f"column {slot.column} b={slot.bits} k={slot.shift} from hw_config.json, "
+                         f"word {have >> (g * params.slot_width) & ((1 << params.slot_width) - 1):#x} in {mem}")
+    reported = tile_cycles(params, tile)
+    for key in ("rows", "cycles", "latency"):
+        if generated.get(key) != reported[key]:
+            raise _drift(root, where, f"{key} {reported[key]} from hw_config.json, rtl/manifest.json reports "
+                                      f"{generated.get(key)}")
 
 
 def select_tiles(folder: Folder, specs: Optional[list[str]]) -> list[TileRef]:
@@ -249,12 +256,13 @@ def layer_inputs(model: Any, config: HardwareConfig, vectors: int,
 
 @dataclass
 class TileCase:
-    """One tile's job and the golden results it must produce."""
+    """One tile's job, the golden results it must produce and the cycles it must take."""
 
     ref: TileRef
     module: str
     cfg_file: str
-    reported_cycles: int
+    timing: Any         # codesign.hw.periphery.Timing
+    conversions: int    # the conversions all the vectors need
     col_start: int
     col_count: int
     job: Any            # codesign.sim.runner.TileJob
@@ -263,13 +271,16 @@ class TileCase:
 
 def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.random.Generator) -> TileCase:
     """The job of tile ``ref`` for layer inputs ``x[B, K]`` and its expected results ``[B, L]``."""
-    from .golden import column_values, input_cycles, layer_outputs
+    from .golden import layer_outputs
+    from .mapping import tile_digits
+    from .rtl import module_groups, tile_schedule
     from .sim.runner import TileJob
 
     config = folder.config
     layer = config.layer(ref.layer)
     tile = layer.tiles[ref.index]
     geometry = config.geometry(layer)
+    params = next(group.params for group in module_groups(config) if layer in group.layers)
     q = model.layer(layer.key).q
     entry = folder.manifest_layer(layer.key)
     generated = entry["tiles"][ref.index]
@@ -284,11 +295,19 @@ def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.r
 
     rows = rng.integers(0, 1 << geometry.input_bits, size=(B, R))    # rows without weights get noise
     rows[:, :tile.row_count] = x[:, tile.row_start:tile.row_start + tile.row_count]
-    job = TileJob(cfg_file=folder.root / generated["cfg_file"], x=rows, acc=partial(before),
-                  y=column_values(q, geometry, tile, x), digits=input_cycles(rows, geometry),
-                  gaps=rng.integers(0, BACK_PRESSURE, size=B), stalls=rng.integers(0, BACK_PRESSURE, size=B))
-    return TileCase(ref, entry["module"], generated["cfg_file"], generated["cycles"], tile.col_start,
-                    tile.col_count, job, partial(before + [tile]))
+    digits = np.zeros((R, geometry.cols), dtype=np.int64)
+    held = tile_digits(q, geometry, tile.range)
+    digits[:tile.row_count, :held.shape[1]] = held
+    expect = [b | k << 5 for b, k in zip(tile.adc_bits, tile.adc_shift)]
+    schedule = tile_schedule(params, tile)
+    latency = int(rng.integers(1, params.conversion_cycles + 1))
+    job = TileJob(cfg_file=folder.root / generated["cfg_file"], rows=len(schedule.rows), x=rows, acc=partial(before),
+                  digits=digits, expect=expect + [0] * (geometry.cols - len(expect)), latency=latency,
+                  gaps=rng.integers(0, BACK_PRESSURE, size=B), stalls=rng.integers(0, BACK_PRESSURE, size=B),
+                  burst=min(BURST, B))
+    return TileCase(ref, entry["module"], generated["cfg_file"], schedule.timing,
+                    B * geometry.input_cycles * schedule.conversions, tile.col_start, tile.col_count, job,
+                    partial(before + [tile]))
 
 
 def compare(case: TileCase, run: Any) -> tuple[list[dict], list[str]]:
@@ -303,10 +322,14 @@ def compare(case: TileCase, run: Any) -> tuple[list[dict], list[str]]:
                 mismatches.append({"layer": case.ref.layer, "tile": case.ref.index, "vector": b,
                                    "column": case.col_start + j if j < case.col_count else None,
                                    "tile_column": j, "expected": w, "got": g})
-    for b, latency in enumerate(run.latency):
-        if latency + CYCLES_AFTER_VALID != case.reported_cycles:
-            errors.append(f"vector {b}: {latency + CYCLES_AFTER_VALID} cycles, rtl/manifest.json reports "
-                          f"{case.reported_cycles}")
+    for b, end in enumerate(run.ends[:case.job.burst]):
+        if end != case.timing.end(b):
+            errors.append(f"vector {b}: done {end} cycles after the first input beat, the timing of "
+                          f"rtl/manifest.json gives {case.timing.end(b)} (latency {case.timing.latency}, "
+                          f"period {case.timing.period})")
+            break
+    if len(run.results) == len(case.expected) and run.conversions != case.conversions:
+        errors.append(f"{run.conversions} conversions started, the configuration implies {case.conversions}")
     return mismatches, errors
 
 
@@ -343,7 +366,9 @@ def tile_record(case: TileCase, run: Any, mismatches: int, errors: list[str]) ->
     """A tile's entry in results.json."""
     return {"layer": case.ref.layer, "tile": case.ref.index, "module": case.module, "cfg_file": case.cfg_file,
             "vectors": len(case.expected), "outputs": int(case.expected.size),
-            "cycles_per_vector": case.reported_cycles, "first_cycle": run.start,
+            "cycles_per_vector": case.timing.period, "latency": case.timing.latency,
+            "measured_ends": run.ends[:case.job.burst], "adc_latency": case.job.latency,
+            "conversions": run.conversions, "first_cycle": run.start,
             "back_pressure": {"idle_input_cycles": int(case.job.gaps.sum()),
                               "stalled_output_cycles": int(case.job.stalls.sum())},
             "simulated_cycles": run.cycles, "seconds": round(run.seconds, 3),
@@ -383,6 +408,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     rng = np.random.default_rng(seed)
     inputs, source = layer_inputs(model, folder.config, vectors, rng)
     shutil.rmtree(out / "work", ignore_errors=True)
+    shutil.rmtree(out / "waves", ignore_errors=True)    # no waveform of an earlier run stays behind
     cases = [tile_case(folder, model, ref, inputs[ref.layer], rng) for ref in refs]
     start = time.perf_counter()
     runs, builds, failures, waves_files = run_cases(folder, cases, simulator, mode, waves, progress, log)

@@ -1,70 +1,76 @@
-"""Parameters, widths and shared interfaces of the tile periphery (docs/design.md §3).
+"""Parameters, widths, lane schedule and timing of the tile periphery (docs/periphery.md).
 
+Pure Python (no Amaranth import), so the cost model and the parameter files can use it cheaply.
 One :class:`PeripheryParams` describes everything the gateware of a crossbar tile depends on:
 the crossbar geometry and number formats (:class:`codesign.mapping.Geometry`), the largest ADC
-resolution ``Bmax`` its SAR controllers must support, and how many tiles' partial sums one
-accumulator must hold (``chain``, the row blocks of a layer). Every register width below is
-derived from these numbers so that no value can overflow, whatever the comparators answer.
+resolution ``Bmax``, how many tiles' partial sums one output adds up (``chain``), the ADC
+interface (``macro``: an asynchronous ADC macro that converts one column per sample period of
+``conversion_cycles`` clock cycles; ``sar``: the synchronous SAR controller of
+:class:`~codesign.hw.sar.SARController`, one comparison per cycle) and the AXI4-Stream data width.
 
-Width derivation
-----------------
-* Column value (3.7): ``y = Σ_rows x_t[r]·d[r, p] ≤ Ymax = R·(2^v − 1)·(2^c − 1)``, so
-  ``value_width = Wy = bit_length(Ymax)`` bits hold every column value.
-* SAR result (3.8): ``code << k``. The SAR never sets a code bit whose weight ``2^(i+k)`` is
-  ``≥ 2^Wy`` (such a trial exceeds every column value and is decided "below" without asking the
-  comparator), so ``code << k < 2^Wy`` for any comparator behaviour.
-* One tile (3.9): ``Σ_t Σ_s 2^(v·t + c·s)·(value⁺ − value⁻)`` with ``0 ≤ value < 2^Wy`` is
-  bounded in magnitude by ``tile_bound = (2^Wy − 1)·Gv·Gc`` with ``Gv = Σ_t 2^(v·t)`` and
-  ``Gc = Σ_s 2^(c·s)`` (the positive and negative sums are each at most that, so every partial
-  sum is too).
-* Output (accumulator): the sum of ``chain`` tiles, ``|out| ≤ chain·tile_bound``, so
-  ``out_width = bit_length(chain·tile_bound) + 1`` (two's complement). A chained accumulator
-  input ``|acc| ≤ (chain − 1)·tile_bound`` therefore never overflows.
+Width derivation (no value can overflow, whatever the ADCs answer)
+-----------------------------------------------------------------
+* Column value (docs/design.md §3.7): ``y ≤ R·(2^v − 1)·(2^c − 1)``, ``Wy = bit_length`` of that.
+* Conversion value: ``(code << k) mod 2^Wy`` (equal to ``code << k`` for every code a correct
+  ADC returns, ``code ≤ y >> k``), so ``0 ≤ value < 2^Wy``.
+* One tile: ``|Σ_t Σ_s 2^(v·t + c·s)·(value⁺ − value⁻)| ≤ tile_bound = (2^Wy − 1)·Gv·Gc``
+  with ``Gv = Σ_t 2^(v·t)``, ``Gc = Σ_s 2^(c·s)``; the accumulators hold
+  ``acc_width = bit_length(tile_bound) + 1`` signed bits.
+* Results: ``chain`` tiles add up, ``out_width = bit_length(chain·tile_bound) + 1`` signed bits;
+  an ``acc`` input of at most ``(chain − 1)·tile_bound`` never overflows.
+
+Lane schedule
+-------------
+The converted columns of a tile (``b > 0``; skipped columns are simply absent) are sorted by
+(output beat of their logical column, decreasing ``b``, ``p``) and dealt into *rows* of ``A`` slots,
+slot ``g`` going to ADC lane ``g``; inside a row the slots are ordered by ``p``. Every row is
+converted in lockstep by all lanes, so each lane converts ``⌈n/A⌉`` or ``⌊n/A⌋`` columns per input
+cycle (``n`` converted columns): the lanes' conversion time is balanced to within one conversion
+(``macro``); for ``sar`` a row takes its largest ``b``, and sorting by ``b`` keeps the rows' ``b``
+alike. The configuration memory holds one row per word (:meth:`Schedule.words`).
 """
 
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from functools import cached_property
+from itertools import accumulate
+from functools import cached_property, lru_cache
 from typing import Sequence
 
-from amaranth.hdl import signed, unsigned
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from codesign.config import MAX_ADC_BITS, MAX_ADC_SHIFT
+from codesign.mapping import Geometry, ceil_div
 
-from codesign.config import MAX_ADC_BITS
-from codesign.mapping import Geometry
-from codesign.params import WORD
+#: The two ADC interfaces (``--adc-interface``).
+INTERFACES = ("macro", "sar")
 
-#: One physical column's configuration word as in ``params/<layer>/tile_NNN.mem``:
-#: bits ``[4:0]`` = ADC bits ``b`` (0 = skipped), bits ``[9:5]`` = shift ``k``.
-CONFIG_WORD = data.StructLayout({"bits": unsigned(WORD.bits_width), "shift": unsigned(WORD.shift_width)})
+#: Width of the ADC shift ``k`` in the configuration memory and on the ADC ports.
+SHIFT_WIDTH = MAX_ADC_SHIFT.bit_length()
 
-#: Width of the ADC shift ``k`` everywhere in the periphery.
-SHIFT_WIDTH = WORD.shift_width
+#: Largest AXI4-Stream data width.
+MAX_STREAM_WIDTH = 128
 
-#: Fixed sequencer overhead per input vector in clock cycles: one to accept the vector, one
-#: for the last conversions to reach the accumulators, one to present the result.
-VECTOR_OVERHEAD = 3
+#: APB data width (PWDATA, PRDATA).
+APB_DATA_WIDTH = 32
 
-#: Fixed overhead per input cycle ``t``: the cycle in which the wordlines settle and the first
-#: column's command is handed to the SAR controller.
-CYCLE_OVERHEAD = 1
+#: Word addresses of the configuration registers (byte address = 4 × word address).
+REG_STATUS = 0
+REG_ROWS = 1
+
+
+def bits_for(count: int) -> int:
+    """Bits of an index in ``range(count)`` (at least 1)."""
+    return max(1, (count - 1).bit_length())
 
 
 @dataclass(frozen=True)
-class Lane:
-    """The logical columns ``[first, first + count)`` served by one SAR ADC."""
+class Slot:
+    """One conversion of a row: physical column ``column``, ADC bits ``bits`` (0 = empty slot)
+    and shift ``shift``."""
 
-    first: int
-    count: int
-    phys_per_logical: int
-
-    @property
-    def columns(self) -> range:
-        """Physical columns of the lane, ``[first·2S, (first + count)·2S)``."""
-        return range(self.first * self.phys_per_logical, (self.first + self.count) * self.phys_per_logical)
+    column: int
+    bits: int
+    shift: int
 
 
 @dataclass(frozen=True)
@@ -74,40 +80,53 @@ class PeripheryParams:
     Parameters
     ----------
     geometry : :class:`codesign.mapping.Geometry`
-        Crossbar rows ``R``, physical columns ``C``, cell bits ``c``, DAC bits ``v``, weight bits,
-        input bits and SAR ADCs per tile.
+        ``R``, ``C``, ``c``, ``v``, weight and input bits, and ``A`` = ``geometry.adcs`` ADC lanes
+        (1 … ``C``).
     bmax : int
-        Largest ADC resolution (SAR steps) a column may use, 1..16.
+        Largest ADC resolution a column may use, 1..16.
     chain : int
-        Number of tiles whose partial sums one output accumulates (row blocks of a layer), ≥ 1.
+        Tiles whose partial sums one output adds up (row blocks of a layer), ≥ 1.
+    interface : str
+        ``"macro"`` or ``"sar"``.
+    conversion_cycles : int
+        ``macro``: clock cycles per conversion of one ADC (its sample period), ≥ 1. Must be 1 for ``sar``.
+    stream_width : int
+        Data width of the AXI4-Stream ports in bits, ``out_width`` … 128.
 
     Raises
     ------
-    TypeError
-        If a parameter has the wrong type.
-    ValueError
-        If ``bmax`` or ``chain`` is out of range, or there are more ADCs than logical columns
-        (each ADC serves at least one logical column).
+    TypeError, ValueError
+        For a parameter of the wrong type or out of range (the message names it).
     """
 
     geometry: Geometry
     bmax: int
     chain: int = 1
+    interface: str = "macro"
+    conversion_cycles: int = 1
+    stream_width: int = MAX_STREAM_WIDTH
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):
             raise TypeError(f"geometry must be a codesign.mapping.Geometry, not {self.geometry!r}")
-        object.__setattr__(self, "bmax", operator.index(self.bmax))
-        object.__setattr__(self, "chain", operator.index(self.chain))
+        for name in ("bmax", "chain", "conversion_cycles", "stream_width"):
+            object.__setattr__(self, name, operator.index(getattr(self, name)))
         if not 1 <= self.bmax <= MAX_ADC_BITS:
             raise ValueError(f"bmax must be 1..{MAX_ADC_BITS} ADC bits, not {self.bmax}")
         if self.chain < 1:
             raise ValueError(f"chain must be at least 1 tile, not {self.chain}")
-        if self.geometry.adcs > self.geometry.logical_cols:
-            raise ValueError(f"{self.geometry.adcs} ADCs exceed the {self.geometry.logical_cols} logical columns "
-                             f"of a {self.geometry.cols}-column crossbar; each ADC serves at least one")
+        if self.interface not in INTERFACES:
+            raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {self.interface!r}")
+        if self.conversion_cycles < 1 or (self.interface == "sar" and self.conversion_cycles != 1):
+            raise ValueError(f"conversion_cycles must be at least 1 (exactly 1 for the sar interface), "
+                             f"not {self.conversion_cycles}")
+        if not self.out_width <= self.stream_width <= MAX_STREAM_WIDTH:
+            raise ValueError(f"stream_width must be {self.out_width}..{MAX_STREAM_WIDTH} bits (a result has "
+                             f"{self.out_width}), not {self.stream_width}")
+        if self.adcs > self.cols:
+            raise ValueError(f"{self.adcs} ADCs exceed the {self.cols} physical columns of the crossbar")
 
-    # --- geometry, renamed after docs/design.md §3 -------------------------------------------------------
+    # --- geometry, named after docs/design.md §3 -----------------------------------------------------
 
     @property
     def rows(self) -> int:
@@ -131,9 +150,14 @@ class PeripheryParams:
 
     @property
     def adcs(self) -> int:
+        """``A``: ADC lanes."""
         return self.geometry.adcs
 
-    # --- derived widths ----------------------------------------------------------------------
+    @property
+    def macro(self) -> bool:
+        return self.interface == "macro"
+
+    # --- widths -------------------------------------------------------------------------------
 
     @property
     def value_width(self) -> int:
@@ -146,7 +170,7 @@ class PeripheryParams:
         g = self.geometry
         return g.dac_bits * (self.cycles - 1) + g.cell_bits * (g.slices - 1)
 
-    @property
+    @cached_property
     def tile_bound(self) -> int:
         """Largest magnitude of one tile's contribution to a result (module docstring)."""
         g = self.geometry
@@ -154,163 +178,339 @@ class PeripheryParams:
         gc = sum(1 << (g.cell_bits * s) for s in range(g.slices))
         return ((1 << self.value_width) - 1) * gv * gc
 
-    @property
+    @cached_property
+    def acc_width(self) -> int:
+        """Signed bits of an accumulator (one tile): ``bit_length(tile_bound) + 1``."""
+        return self.tile_bound.bit_length() + 1
+
+    @cached_property
     def out_width(self) -> int:
-        """Signed bits of an accumulator: ``bit_length(chain·tile_bound) + 1``."""
+        """Signed bits of a result (``chain`` tiles): ``bit_length(chain·tile_bound) + 1``."""
         return (self.chain * self.tile_bound).bit_length() + 1
 
     @cached_property
-    def lanes(self) -> tuple[Lane, ...]:
-        """Logical columns per ADC: lane ``g`` gets ``[floor(g·L/A), floor((g+1)·L/A))``."""
-        L, A = self.logical_cols, self.adcs
-        return tuple(Lane(g * L // A, (g + 1) * L // A - g * L // A, self.geometry.phys_per_logical)
-                     for g in range(A))
+    def used_columns(self) -> int:
+        """``L·2S``: physical columns that can hold weights."""
+        return self.logical_cols * self.geometry.phys_per_logical
 
-    # --- cycle accounting ---------------------------------------------------------------------
+    @cached_property
+    def column_width(self) -> int:
+        return bits_for(self.cols)
 
-    def column_steps(self, bits: Sequence[int]) -> list[int]:
-        """SAR steps of each of the ``C`` physical columns: ``min(b, Bmax)``; missing columns are 0."""
-        steps = [min(int(b), self.bmax) for b in bits]
-        return steps + [0] * (self.cols - len(steps))
+    @cached_property
+    def bits_width(self) -> int:
+        """Bits of the ``b`` field: ``bit_length(Bmax)``."""
+        return self.bmax.bit_length()
 
-    def vector_cycles(self, steps: Sequence[int]) -> int:
-        """Clock cycles per input vector when physical column ``p`` takes ``steps[p]`` SAR steps::
+    @cached_property
+    def slot_fields(self) -> dict[str, tuple[int, int]]:
+        """``(lsb, width)`` of each field of a configuration-memory slot, least significant first:
+        ADC bits ``b``, shift ``k``, then the physical column ``p = (j·S + s)·2 + pol`` as its
+        polarity ``pol``, slice ``s`` and logical column ``j`` (so the periphery needs no divider)."""
+        widths = {"bits": self.bits_width, "shift": SHIFT_WIDTH, "polarity": 1,
+                  "slice": (self.geometry.slices - 1).bit_length(), "logical": (self.logical_cols - 1).bit_length()}
+        fields, lsb = {}, 0
+        for name, width in widths.items():
+            fields[name] = (lsb, width)
+            lsb += width
+        return fields
 
-            T · (1 + max over lanes g of Σ_{p in lane g} steps[p]) + 3
+    @cached_property
+    def slot_width(self) -> int:
+        """Bits of one slot of a memory row (:attr:`slot_fields`)."""
+        return sum(width for _, width in self.slot_fields.values())
 
-        (input always valid, output always ready; :class:`TilePeriphery` explains the terms).
-        """
-        busiest = max(sum(steps[p] for p in lane.columns) for lane in self.lanes)
-        return self.cycles * (CYCLE_OVERHEAD + busiest) + VECTOR_OVERHEAD
+    @cached_property
+    def depth(self) -> int:
+        """Rows of the configuration memory: ``⌈L·2S / A⌉`` (a tile with every column converted)."""
+        return ceil_div(self.used_columns, self.adcs)
 
-    # --- payload layouts -----------------------------------------------------------------------
+    @cached_property
+    def row_width(self) -> int:
+        return self.adcs * self.slot_width
 
-    @property
-    def tag_layout(self) -> data.StructLayout:
-        """What travels with a conversion: physical ``column`` and input ``cycle`` t."""
-        return data.StructLayout({"column": range(self.cols), "cycle": range(self.cycles)})
-
-    @property
-    def command_layout(self) -> data.StructLayout:
-        return sar_command_layout(self.bmax, self.tag_layout)
-
-    @property
-    def conversion_layout(self) -> data.StructLayout:
-        return sar_result_layout(self.bmax, self.value_width, self.tag_layout)
-
-    @property
-    def results_layout(self) -> data.ArrayLayout:
-        """``L`` signed results of ``out_width`` bits; result ``j`` at bits ``[j·W, (j+1)·W)``."""
-        return data.ArrayLayout(signed(self.out_width), self.logical_cols)
-
-    @property
-    def vector_layout(self) -> data.StructLayout:
-        """An input vector: ``x`` (``R`` × ``a`` bits, row ``r`` at ``[r·a, (r+1)·a)``), then ``acc``."""
-        return data.StructLayout({"x": data.ArrayLayout(unsigned(self.geometry.input_bits), self.rows),
-                                  "acc": self.results_layout})
-
-
-def sar_command_layout(bmax: int, tag_shape: object) -> data.StructLayout:
-    """A conversion request: ``bits`` b (0..Bmax), ``shift`` k, and an opaque ``tag``."""
-    return data.StructLayout({"bits": range(bmax + 1), "shift": unsigned(SHIFT_WIDTH), "tag": tag_shape})
-
-
-def sar_result_layout(bmax: int, value_width: int, tag_shape: object) -> data.StructLayout:
-    """A conversion result: ``code`` = min(y >> k, 2^b − 1), ``value`` = code << k, the ``tag``."""
-    return data.StructLayout({"code": unsigned(bmax), "value": unsigned(value_width), "tag": tag_shape})
-
-
-class PeripheryComponent(wiring.Component):
-    """Base of the components built from :class:`PeripheryParams`: checks the parameters,
-    builds the signature with :meth:`members` and exposes the parameters as :attr:`params`."""
-
-    def __init__(self, params: PeripheryParams):
-        if not isinstance(params, PeripheryParams):
-            raise TypeError(f"params must be a PeripheryParams, not {params!r}")
-        self._params = params
-        super().__init__(self.members(params))
-
-    def members(self, params: PeripheryParams) -> "wiring.Signature | dict":
-        """The component's signature, or its members."""
-        raise NotImplementedError
+    # --- streams and the configuration bus ----------------------------------------------------------
 
     @property
-    def params(self) -> PeripheryParams:
-        return self._params
+    def plane_width(self) -> int:
+        """``R·v``: bits of one input plane ``x_t`` (one wordline digit per row)."""
+        return self.rows * self.geometry.dac_bits
+
+    @property
+    def x_beats(self) -> int:
+        """AXI4-Stream beats per input plane: ``⌈R·v / stream_width⌉``."""
+        return ceil_div(self.plane_width, self.stream_width)
+
+    @cached_property
+    def beat_results(self) -> int:
+        """``E = floor(stream_width / out_width)``: results (or ``acc`` values) per beat."""
+        return self.stream_width // self.out_width
+
+    @cached_property
+    def y_beats(self) -> int:
+        """Beats per result vector (and per ``acc`` vector): ``⌈L / E⌉``."""
+        return ceil_div(self.logical_cols, self.beat_results)
+
+    @property
+    def slot_index_width(self) -> int:
+        """Bits of the slot field of a configuration-memory address (0 for one ADC)."""
+        return (self.adcs - 1).bit_length()
+
+    @property
+    def row_index_width(self) -> int:
+        return bits_for(self.depth)
+
+    @property
+    def apb_addr_width(self) -> int:
+        """PADDR bits: byte offset (2), slot, row, and the bit that selects the memory."""
+        return 2 + self.slot_index_width + self.row_index_width + 1
+
+    def slot_address(self, row: int, slot: int) -> int:
+        """Byte address of slot ``slot`` of memory row ``row`` on the configuration bus."""
+        memory = 1 << (self.slot_index_width + self.row_index_width)
+        return 4 * (memory | row << self.slot_index_width | slot)
+
+    # --- the schedule ------------------------------------------------------------------------------
+
+    def logical_of(self, column: int) -> int:
+        """Logical column ``j`` of physical column ``p``: ``p // 2S``."""
+        return column // self.geometry.phys_per_logical
+
+    def beat_of(self, column: int) -> int:
+        """Result beat that holds physical column ``p``'s logical column."""
+        return self._beats[column]
+
+    @cached_property
+    def _beats(self) -> tuple[int, ...]:
+        return tuple(self.logical_of(p) // self.beat_results for p in range(self.cols))
+
+    def schedule(self, bits: Sequence[int], shifts: Sequence[int]) -> "Schedule":
+        """The lane schedule of a tile with per-physical-column ``bits`` and ``shifts`` (module
+        docstring). Raises ``ValueError`` for a ``b`` above ``Bmax`` or more columns than ``L·2S``."""
+        bits, shifts = [int(b) for b in bits], [int(k) for k in shifts]
+        if len(bits) != len(shifts) or len(bits) > self.used_columns:
+            raise ValueError(f"a tile has at most {self.used_columns} columns with one b and one k each, "
+                             f"not {len(bits)} b and {len(shifts)} k")
+        too_high = [b for b in bits if b > self.bmax]
+        if too_high:
+            raise ValueError(f"b = {too_high[0]} exceeds the module's Bmax {self.bmax}")
+        if any(not 0 <= k <= MAX_ADC_SHIFT for k in shifts):
+            raise ValueError(f"shifts must lie in 0..{MAX_ADC_SHIFT}")
+        beats = self._beats
+        converted = sorted((p for p, b in enumerate(bits) if b), key=lambda p: (beats[p], -bits[p], p))
+        rows = []
+        for first in range(0, len(converted), self.adcs):
+            chunk = sorted(converted[first:first + self.adcs])
+            slots = [Slot(p, bits[p], shifts[p]) for p in chunk]
+            if len(slots) < self.adcs:
+                slots += [Slot(chunk[-1], 0, 0)] * (self.adcs - len(slots))
+            rows.append(tuple(slots))
+        if not rows:            # nothing converted: one empty row, so every vector still completes
+            rows.append((Slot(self.used_columns - 1, 0, 0),) * self.adcs)
+        return Schedule(self, tuple(rows))
 
 
-class AdcSignature(wiring.Signature):
-    """The analog boundary of one SAR ADC, seen from the digital side.
+@dataclass(frozen=True)
+class Schedule:
+    """The rows of one tile's configuration memory (:meth:`PeripheryParams.schedule`).
 
-    Parameters
-    ----------
-    bmax : int
-        Width of the trial code.
-    value_width : int
-        ``Wy``; the reference is ``Wy + 1`` bits wide.
-    columns : int
-        Physical columns to select among; 0 leaves out the ``column`` member (a bare SAR
-        controller does not know which column it converts).
-
-    Members
-    -------
-    step : Out(1)
-        A comparison takes place in this cycle; ``cmp`` is sampled at the next rising edge.
-    column : Out(range(columns))
-        The physical column connected to the ADC (valid while ``step``).
-    trial : Out(bmax)
-        The SAR register with the bit under test set (the code a capacitive DAC would take).
-    shift : Out(5)
-        ``k``: the reference is the trial code scaled by ``2^k``.
-    ref : Out(Wy + 1)
-        ``min(trial << k, 2^Wy)`` in column-value units (one cell level at one input LSB).
-    cmp : In(1)
-        Comparator answer for this cycle: ``1`` when the column value ``y ≥ ref``.
+    An empty slot (``bits = 0``) repeats the column of the row's last converted slot (the whole
+    row of a tile without conversions uses column ``L·2S − 1``), so the last slot of every row
+    names the row's last logical column.
     """
 
-    def __init__(self, bmax: int, value_width: int, columns: int = 0):
-        members = {
-            "step": Out(1),
-            "trial": Out(bmax),
-            "shift": Out(SHIFT_WIDTH),
-            "ref": Out(value_width + 1),
-            "cmp": In(1),
-        }
-        if columns:
-            members["column"] = Out(range(columns))
-        super().__init__(members)
+    params: PeripheryParams
+    rows: tuple[tuple[Slot, ...], ...]
+
+    def pack(self, slot: Slot) -> int:
+        """A slot as its ``slot_width`` bits (:attr:`PeripheryParams.slot_fields`)."""
+        fields = self.params.slot_fields
+        logical, slice_ = divmod(slot.column // 2, self.params.geometry.slices)
+        return (slot.bits << fields["bits"][0] | slot.shift << fields["shift"][0]
+                | (slot.column & 1) << fields["polarity"][0] | slice_ << fields["slice"][0]
+                | logical << fields["logical"][0])
+
+    def words(self) -> list[int]:
+        """The memory rows: slot ``g`` at bits ``[g·slot_width, (g+1)·slot_width)``."""
+        width = self.params.slot_width
+        return [sum(self.pack(slot) << (g * width) for g, slot in enumerate(row)) for row in self.rows]
+
+    @property
+    def conversions(self) -> int:
+        """Converted columns per input cycle."""
+        return sum(1 for row in self.rows for slot in row if slot.bits)
+
+    def lane_conversions(self) -> list[int]:
+        """Converted columns of each lane per input cycle."""
+        return [sum(1 for row in self.rows if row[g].bits) for g in range(self.params.adcs)]
+
+    def row_cycles(self) -> list[int]:
+        """Clock cycles each row occupies the lanes: ``conversion_cycles`` (``macro``), or the
+        row's largest ``b``, at least 1 (``sar``: one comparison per cycle)."""
+        p = self.params
+        if p.macro:
+            return [p.conversion_cycles] * len(self.rows)
+        return [max(1, *(slot.bits for slot in row)) for row in self.rows]
+
+    def busy_cycles(self) -> list[int]:
+        """Clock cycles each lane converts per input cycle (``conversion_cycles`` or ``b`` per column)."""
+        p = self.params
+        return [sum(p.conversion_cycles if p.macro else row[g].bits for row in self.rows if row[g].bits)
+                for g in range(p.adcs)]
+
+    @cached_property
+    def first_beats(self) -> list[int]:
+        """First result beat each row touches (its first slot's)."""
+        return [self.params.beat_of(row[0].column) for row in self.rows]
+
+    @cached_property
+    def last_beats(self) -> list[int]:
+        """Last result beat each row touches (its last slot's, by the padding rule)."""
+        return [self.params.beat_of(row[-1].column) for row in self.rows]
 
 
-class ConfigReadSignature(wiring.Signature):
-    """A synchronous read port of the configuration memory (driven by the reader).
+    @cached_property
+    def timing(self) -> "Timing":
+        """Exact clock cycles of this tile, back to back (:class:`Timing`)."""
+        return vector_timing(self)
 
-    Members
-    -------
-    addr : Out(range(depth))
-        Physical column to read.
-    en : Out(1)
-        When 1, ``data`` takes the word at ``addr`` at the next rising edge; otherwise it holds.
-    data : In(CONFIG_WORD)
-        The word read (one cycle after ``en``).
+
+
+def tile_timing(params: PeripheryParams, bits: Sequence[int]) -> "Timing":
+    """The :class:`Timing` of a tile whose physical columns have ``bits`` (cached). A ``macro``
+    conversion takes ``conversion_cycles`` whatever its ``b``, so there only the set of converted
+    columns matters; ``sar`` rows take their largest ``b``."""
+    key = tuple(int(b > 0) for b in bits) if params.macro else tuple(int(b) for b in bits)
+    return _timing(params, key)
+
+
+@lru_cache(maxsize=1 << 14)
+def _timing(params: PeripheryParams, bits: tuple[int, ...]) -> "Timing":
+    return vector_timing(params.schedule(bits, (0,) * len(bits)))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Cycle counts of a tile whose input streams are always valid and whose results are always
+    taken (docs/periphery.md, "Timing").
+
+    ``period``: clock cycles between consecutive vectors, back to back (the steady state);
+    ``latency``: clock cycles from the first input beat of a vector entering an idle tile to its
+    last result beat, both included; ``ends[k]``: for vectors sent back to back into an idle tile,
+    the clock cycles from the first input beat of vector 0 to the last result beat of vector ``k``
+    (``ends[0] = latency``; beyond the listed vectors every vector adds ``period``).
     """
 
-    def __init__(self, depth: int):
-        super().__init__({"addr": Out(range(depth)), "en": Out(1), "data": In(CONFIG_WORD)})
+    period: int
+    latency: int
+    ends: tuple[int, ...]
+
+    def end(self, vector: int) -> int:
+        """``ends[vector]``, continued by ``period``."""
+        if vector < len(self.ends):
+            return self.ends[vector]
+        return self.ends[-1] + (vector - len(self.ends) + 1) * self.period
 
 
-class ConfigWriteSignature(wiring.Signature):
-    """The write port of the configuration memory (driven by the writer).
+#: Vectors the timing recurrence runs at most to reach its steady state.
+TIMING_VECTORS = 8
 
-    Members
-    -------
-    addr : Out(range(depth))
-        Physical column to write.
-    data : Out(CONFIG_WORD)
-        Its new word.
-    en : Out(1)
-        Write at the next rising edge.
+
+def vector_timing(schedule: Schedule) -> Timing:
+    """The cycle counts of ``schedule``, by the recurrence of docs/periphery.md ("Timing").
+
+    Cycle numbers count from the cycle of the first input beat (0). A row *issued in cycle c*
+    enters the lanes at the edge ending ``c``, converts in cycles ``c+1 … c+D`` (``D`` =
+    :meth:`Schedule.row_cycles`) and is written back in cycle ``c+D+1``. Row ``r`` is issued in
+    the first cycle that satisfies: the previous row was issued ``D`` cycles earlier or more; for
+    row 0 of input cycle ``t``, the plane is complete (its ``x_beats`` beats arrive from the cycle
+    row 0 of ``t − 1`` was issued, one per cycle); in input cycle 0, result beat ``last_beat(r)``
+    of the previous vector was taken in an earlier cycle. Result beat ``k`` is taken one cycle
+    after the writeback (in the last input cycle) of the first row that starts beyond it (of the
+    last row if none does), and at least two cycles after the beat before it.
     """
+    p = schedule.params
+    D = schedule.row_cycles()
+    R, T, total = len(D), p.cycles, sum(D)
+    first, last = schedule.first_beats, schedule.last_beats
+    finals = [next((r for r in range(R) if first[r] > k), R - 1) for k in range(p.y_beats)]
+    offsets = [0, *accumulate(D[:-1])]        # cycles from row 0 to row r of an input cycle
+    plane_ready = p.x_beats                 # row 0 of the next vector's input cycle 0 may issue
+    previous_end = 0                        # the previous row may be followed in this cycle
+    taken: list[int] = []                   # the previous vector's result beats
+    ends: list[int] = []
+    for vector in range(TIMING_VECTORS):
+        issues = []
+        for r in range(R):
+            cycle = max(plane_ready, previous_end) if r == 0 else issues[-1] + D[r - 1]
+            if taken:
+                cycle = max(cycle, taken[last[r]] + 1)
+            issues.append(cycle)
+        if T > 1:
+            row0 = max(issues[-1] + D[-1], issues[0] + p.x_beats)
+            row0 += (T - 2) * max(total, p.x_beats)
+            plane_ready = row0 + p.x_beats
+            issues = [row0 + offset for offset in offsets]
+        else:
+            plane_ready = issues[0] + p.x_beats
+        previous_end = issues[-1] + D[-1]
+        after = taken[-1] + 2 if taken else 0
+        taken = []
+        for k in range(p.y_beats):
+            row = finals[k]
+            taken.append(max(issues[row] + D[row] + 2, taken[-1] + 2 if taken else after))
+        ends.append(taken[-1])
+        if len(ends) >= 3 and ends[-1] - ends[-2] == ends[-2] - ends[-3]:
+            break
+    return Timing(period=ends[-1] - ends[-2], latency=ends[0] + 1, ends=tuple(end + 1 for end in ends))
 
-    def __init__(self, depth: int):
-        super().__init__({"addr": Out(range(depth)), "data": Out(CONFIG_WORD), "en": Out(1)})
 
+# --- port formats (shared by the Amaranth and the cocotb testbenches) -------------------------------
+
+
+def plane_word(params: PeripheryParams, digits: Sequence[int]) -> int:
+    """An input plane: ``x_t[r]`` at bits ``[r·v, (r+1)·v)`` (the ``wordline`` port's format)."""
+    v = params.geometry.dac_bits
+    return sum(int(d) << (r * v) for r, d in enumerate(digits))
+
+
+def plane_digits(params: PeripheryParams, word: int) -> list[int]:
+    """The ``R`` wordline digits of a plane word."""
+    v = params.geometry.dac_bits
+    return [(word >> (r * v)) & ((1 << v) - 1) for r in range(params.rows)]
+
+
+def vector_beats(params: PeripheryParams, x: Sequence[int]) -> list[tuple[int, int]]:
+    """``(tdata, tlast)`` of the ``s_axis_x`` beats of input vector ``x[R]``: plane ``t = 0 … T−1``,
+    each in ``x_beats`` beats, ``tlast`` on the very last."""
+    g, width = params.geometry, params.stream_width
+    mask = (1 << width) - 1
+    beats = []
+    for t in range(params.cycles):
+        word = plane_word(params, [(int(value) >> (g.dac_bits * t)) & g.input_digit_max for value in x])
+        beats += [((word >> (i * width)) & mask, 0) for i in range(params.x_beats)]
+    beats[-1] = (beats[-1][0], 1)
+    return beats
+
+
+def result_beats(params: PeripheryParams, values: Sequence[int]) -> list[tuple[int, int]]:
+    """``(tdata, tlast)`` of the ``L`` signed values ``values`` as ``s_axis_acc`` (or ``m_axis_y``) beats:
+    beat ``k`` holds ``j = k·E + i`` at bits ``[i·out_width, (i+1)·out_width)``."""
+    E, W = params.beat_results, params.out_width
+    mask = (1 << W) - 1
+    beats = []
+    for k in range(params.y_beats):
+        chunk = values[k * E:(k + 1) * E]
+        beats.append((sum((int(v) & mask) << (i * W) for i, v in enumerate(chunk)), int(k == params.y_beats - 1)))
+    return beats
+
+
+def beat_results(params: PeripheryParams, beats: Sequence[int]) -> list[int]:
+    """The ``L`` signed results of one vector's ``m_axis_y`` beats (``tdata`` values)."""
+    E, W = params.beat_results, params.out_width
+    values = []
+    for word in beats:
+        for i in range(E):
+            value = (word >> (i * W)) & ((1 << W) - 1)
+            values.append(value - (1 << W) if value >> (W - 1) else value)
+    return values[:params.logical_cols]

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from codesign.config import MAX_ADC_BITS
 
-from .periphery import SHIFT_WIDTH, AdcSignature, sar_command_layout, sar_result_layout
+from .interfaces import SarAdcSignature
+from .periphery import SHIFT_WIDTH
+
+
+def sar_command_layout(bmax: int, tag_shape: object) -> data.StructLayout:
+    """A conversion request: ``bits`` b (0..Bmax), ``shift`` k, and an opaque ``tag``."""
+    return data.StructLayout({"bits": range(bmax + 1), "shift": unsigned(SHIFT_WIDTH), "tag": tag_shape})
+
+
+def sar_result_layout(bmax: int, tag_shape: object) -> data.StructLayout:
+    """A conversion result: ``code`` = min(y >> k, 2^b − 1) and the command's ``tag``."""
+    return data.StructLayout({"code": unsigned(bmax), "tag": tag_shape})
 
 
 class SARController(wiring.Component):
@@ -24,7 +35,7 @@ class SARController(wiring.Component):
 
     A trial whose bit weight ``2^(i+k)`` reaches ``2^Wy`` exceeds every column value
     (``y < 2^Wy``): the reference then reads ``2^Wy`` and the step is decided "below" without
-    using ``cmp``. Hence ``value = code << k < 2^Wy`` whatever the comparator answers.
+    using ``cmp``. Hence ``code << k < 2^Wy`` whatever the comparator answers.
 
     Timing
     ------
@@ -35,7 +46,7 @@ class SARController(wiring.Component):
     stays until accepted. If the previous result is still waiting, the last step repeats
     (``adc.step`` stays 1) until ``res`` has room. A command with ``b = 0`` takes no comparison
     step and yields no result (its value is 0 by definition); only its transfer occupies the
-    command stream for a cycle, which is why :class:`ColumnSequencer` never issues one.
+    command stream for a cycle, which is why the tile never issues one.
 
     Parameters
     ----------
@@ -44,15 +55,15 @@ class SARController(wiring.Component):
     value_width : int
         ``Wy``, bits of a column value (:attr:`PeripheryParams.value_width`).
     tag_shape : shape-castable
-        Opaque data passed from a command to its result (the tile uses column and cycle).
+        Opaque data passed from a command to its result (``unsigned(0)`` for none).
 
     Members
     -------
     cmd : In(stream.Signature(StructLayout({"bits": range(bmax + 1), "shift": 5, "tag": tag_shape})))
         Conversion requests.
-    res : Out(stream.Signature(StructLayout({"code": bmax, "value": Wy, "tag": tag_shape})))
-        ``code = min(y >> k, 2^b − 1)`` and ``value = code << k``.
-    adc : Out(AdcSignature(bmax, Wy))
+    res : Out(stream.Signature(StructLayout({"code": bmax, "tag": tag_shape})))
+        ``code = min(y >> k, 2^b − 1)``.
+    adc : Out(SarAdcSignature(bmax, Wy))
         Trial code, shift, reference and step strobe out; comparator answer in.
     tag : Out(tag_shape)
         The tag of the conversion in progress (valid while ``adc.step``).
@@ -70,8 +81,8 @@ class SARController(wiring.Component):
         self._tag_shape = tag_shape
         super().__init__({
             "cmd": In(stream.Signature(sar_command_layout(bmax, tag_shape))),
-            "res": Out(stream.Signature(sar_result_layout(bmax, value_width, tag_shape))),
-            "adc": Out(AdcSignature(bmax, value_width)),
+            "res": Out(stream.Signature(sar_result_layout(bmax, tag_shape))),
+            "adc": Out(SarAdcSignature(bmax, value_width)),
             "tag": Out(tag_shape),
         })
 
@@ -87,12 +98,13 @@ class SARController(wiring.Component):
         m = Module()
         bmax, width = self._bmax, self._value_width
 
-        busy = Signal()                                   # a step is in progress
-        index = Signal(range(bmax))                       # i: code bit under test
-        shift = Signal(SHIFT_WIDTH)                       # k
-        code = Signal(bmax)                               # bits decided so far
-        value = Signal(width)                             # code << k
-        tag = Signal(self._tag_shape)
+        busy = Signal()                                   # a step is in progress (control: reset)
+        index = Signal(range(bmax), reset_less=True)      # i: code bit under test
+        shift = Signal(SHIFT_WIDTH, reset_less=True)      # k
+        code = Signal(bmax, reset_less=True)              # bits decided so far
+        value = Signal(width, reset_less=True)            # code << k
+        tag = Signal(self._tag_shape, reset_less=True)
+        result = Signal(sar_result_layout(bmax, self._tag_shape), reset_less=True)
         position = Signal(range(bmax + (1 << SHIFT_WIDTH)))  # i + k: weight of the trial bit in y
         in_range = Signal()                               # 2^(i+k) < 2^Wy
         trial_value = Signal(width)
@@ -109,6 +121,7 @@ class SARController(wiring.Component):
             self.adc.shift.eq(shift),
             self.adc.ref.eq(Mux(in_range, trial_value, 1 << width)),
             self.tag.eq(tag),
+            self.res.p.eq(result),
             last.eq(busy & (index == 0)),
             completes.eq(last & (~self.res.valid | self.res.ready)),
             self.cmd.ready.eq(~busy | completes),
@@ -122,13 +135,7 @@ class SARController(wiring.Component):
             next_value = Mux(above, trial_value, value)
             m.d.sync += [code.eq(next_code), value.eq(next_value), index.eq(index - 1)]
             with m.If(last):
-                m.d.sync += [
-                    busy.eq(0),
-                    self.res.valid.eq(1),
-                    self.res.p.code.eq(next_code),
-                    self.res.p.value.eq(next_value),
-                    self.res.p.tag.eq(tag),
-                ]
+                m.d.sync += [busy.eq(0), self.res.valid.eq(1), result.code.eq(next_code), result.tag.eq(tag)]
         with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.p.bits != 0)):
             m.d.sync += [
                 busy.eq(1),

@@ -1,115 +1,125 @@
-"""Column sequencer: walks a tile's converted columns and feeds the SAR controllers."""
+"""Row sequencer: reads the configuration memory and moves its rows through conversion and writeback."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import stream
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from .periphery import ConfigReadSignature, PeripheryComponent, PeripheryParams
+from .interfaces import PeripheryComponent, beat_of_logical, next_index, row_layout, select, stage_layout
+from .periphery import PeripheryParams
 
 
-def lowest_set(bits: list[Value]) -> tuple[Value, Value]:
-    """``(any bit set, index of the lowest set bit)`` of ``bits`` as a balanced tree of muxes.
+class RowSequencer(PeripheryComponent):
+    """Walks the tile's ``rows`` memory rows once per input cycle, ``T`` input cycles per vector.
 
-    The index has ``ceil_log2(len(bits))`` bits and is 0 when no bit is set.
-    """
-    if len(bits) == 1:
-        return bits[0], Const(0, 0)
-    half = 1 << ((len(bits) - 1).bit_length() - 1)
-    low_any, low_index = lowest_set(bits[:half])
-    high_any, high_index = lowest_set(bits[half:])
-    width = (half - 1).bit_length()
-    return low_any | high_any, Mux(low_any, Cat(low_index, Const(0, width - len(low_index) + 1)),
-                                   Cat(high_index, Const(0, width - len(high_index)), high_any))
+    Three stages, each holding at most one row:
 
+    * **fetch**: the memory's read register (one cycle read latency); the next row is read in the
+      cycle a row leaves, so a row can be issued every cycle;
+    * **conversion** (``conv``): the lanes convert the row's slots; a row enters (``issue``) when
+      the lanes report the previous one ``done`` (or are idle) and, for row 0 of an input cycle,
+      the input plane is ready (it is applied to the wordlines at the same edge, ``plane_load``),
+      and, in input cycle 0, when the previous vector's result beats up to the row's last beat
+      have been taken (``drained``: the parity of the vectors drained, per beat);
+    * **writeback** (``wb``): one cycle, the cycle after the row's conversion is ``done``.
 
-class ColumnSequencer(PeripheryComponent):
-    """Issues one SAR command per converted column, lane by lane, for one input cycle.
-
-    Lane ``g`` (one per ADC, :attr:`PeripheryParams.lanes`) owns a contiguous range of
-    logical columns and their physical columns. On ``start`` every lane takes the set of its
-    columns whose skip bit is clear and then, lowest column first, reads each column's word
-    ``(b, k)`` from the configuration memory and offers it as a command on ``cmd[g]``; columns
-    with ``b = 0`` are never visited. A word with ``b > Bmax`` is converted with ``Bmax`` steps.
-
-    Timing
-    ------
-    The memory read has one cycle of latency and is overlapped with the conversion in
-    progress: the next column's word is fetched in the cycle its predecessor's command is
-    accepted, so a SAR controller that accepts a command in its last step is never idle. The
-    first command of a pass is valid the cycle after ``start``. ``done`` is 1 once every lane
-    has handed over all its commands of the pass (and stays 1 until the next ``start``).
-
-    Parameters
-    ----------
-    params : :class:`PeripheryParams`
+    ``restart`` (a configuration access, only while the tile is idle) empties the fetch stage and
+    starts over at row 0 of input cycle 0.
 
     Members
     -------
-    start : In(1)
-        Begin a pass over the columns (only while ``done``).
-    cycle : In(range(T))
-        Input cycle ``t`` stamped into each command's tag when it is offered.
-    skip : In(C)
-        Bit ``p`` = 1: physical column ``p`` is not converted.
-    cfg : Out(ConfigReadSignature(C)).array(adcs)
-        One configuration-memory read port per lane.
-    cmd : Out(stream.Signature(params.command_layout)).array(adcs)
-        Commands ``(b, k, tag = (column, cycle))`` to the SAR controller of each lane.
-    done : Out(1)
-        No command of the current pass remains to be issued.
+    rows : In(range(depth + 1))
+        Rows of the tile (the ``ROWS`` register); 0 stops fetching.
+    restart : In(1)
+    fetch_addr : Out(range(depth)), fetch_en : Out(1), data : In(row_layout)
+        The memory read port (data one cycle after ``fetch_en``, held otherwise).
+    plane_ready : In(1), plane_load : Out(1)
+        The input stage's complete plane; apply it at this edge.
+    drained : In(y_beats)
+        Bit ``k`` toggles whenever result beat ``k`` is taken.
+    done : In(1)
+        The row in conversion completes at this edge.
+    issue : Out(1)
+        The fetched row (``data``) enters conversion at this edge.
+    conv, conv_valid, wb, wb_valid : Out
+        The rows in conversion and in writeback (:func:`~codesign.hw.interfaces.stage_layout`).
     """
 
     def members(self, params: PeripheryParams) -> dict:
         return {
-            "start": In(1),
-            "cycle": In(range(params.cycles)),
-            "skip": In(params.cols),
-            "cfg": Out(ConfigReadSignature(params.cols)).array(params.adcs),
-            "cmd": Out(stream.Signature(params.command_layout)).array(params.adcs),
-            "done": Out(1),
+            "rows": In(range(params.depth + 1)),
+            "restart": In(1),
+            "fetch_addr": Out(range(params.depth)),
+            "fetch_en": Out(1),
+            "data": In(row_layout(params)),
+            "plane_ready": In(1),
+            "plane_load": Out(1),
+            "drained": In(params.y_beats),
+            "done": In(1),
+            "issue": Out(1),
+            "conv": Out(stage_layout(params)),
+            "conv_valid": Out(1),
+            "wb": Out(stage_layout(params)),
+            "wb_valid": Out(1),
         }
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        lane_done = []
-        for g, lane in enumerate(self._params.lanes):
-            lane_done.append(self._lane(m, g, lane.columns))
-        m.d.comb += self.done.eq(Cat(lane_done).all())
+        p = self._params
+        depth, T = p.depth, p.cycles
+
+        fetched = Signal()                                  # the read register holds row `row`
+        row = Signal(range(depth))
+        t = Signal(range(T))
+        parity = Signal()                                   # vector count mod 2
+        next_row = Signal(range(depth))
+        next_t = Signal(range(T))
+        next_parity = Signal()
+        last = Signal()                                     # `row` is the tile's last row
+        drained_before = Signal()                           # the previous vector's beats are taken
+        fetch = Signal()
+        conv = Signal(stage_layout(p), reset_less=True)
+        wb = Signal(stage_layout(p), reset_less=True)
+        conv_valid = Signal()
+        wb_valid = Signal()
+
+        m.d.comb += [
+            last.eq(row == self.rows - 1),
+            drained_before.eq(select(self.drained, beat_of_logical(p, self.data[p.adcs - 1].logical)) != parity),
+            self.issue.eq(fetched & ~self.restart & (~conv_valid | self.done)
+                          & ((row != 0) | self.plane_ready) & ((t != 0) | drained_before)),
+            self.plane_load.eq(self.issue & (row == 0)),
+            fetch.eq((self.rows != 0) & ~self.restart & (~fetched | self.issue)),
+            self.fetch_en.eq(fetch),
+            self.fetch_addr.eq(next_row),
+            self.conv.eq(conv),
+            self.conv_valid.eq(conv_valid),
+            self.wb.eq(wb),
+            self.wb_valid.eq(wb_valid),
+        ]
+
+        with m.If(self.restart):
+            m.d.sync += [fetched.eq(0), next_row.eq(0), next_t.eq(0)]
+            with m.If(fetched):
+                m.d.sync += next_parity.eq(parity)
+        with m.Elif(fetch):
+            wraps = next_row == self.rows - 1
+            vector_ends = wraps & (next_t == T - 1)
+            m.d.sync += [fetched.eq(1), row.eq(next_row), t.eq(next_t), parity.eq(next_parity),
+                         next_row.eq(Mux(wraps, 0, next_row + 1))]
+            with m.If(wraps):
+                m.d.sync += next_t.eq(next_index(next_t, T))
+            with m.If(vector_ends):
+                m.d.sync += next_parity.eq(~next_parity)
+        with m.Elif(self.issue):
+            m.d.sync += fetched.eq(0)
+
+        with m.If(self.issue):
+            m.d.sync += [conv_valid.eq(1), conv.slots.eq(self.data), conv.t.eq(t), conv.last.eq(last)]
+        with m.Elif(self.done):
+            m.d.sync += conv_valid.eq(0)
+        m.d.sync += wb_valid.eq(self.done)
+        with m.If(self.done):
+            m.d.sync += wb.eq(conv)
         return m
 
-    def _lane(self, m: Module, g: int, columns: range) -> Signal:
-        """The fetch/issue logic of lane ``g``; returns its 'nothing left' signal."""
-        bmax = self._params.bmax
-        first, width = columns.start, len(columns)
-        cfg, cmd = self.cfg[g], self.cmd[g]
-
-        todo = Signal(width, name=f"todo{g}")              # columns not yet fetched in this pass
-        source = Signal(width, name=f"source{g}")
-        index = Signal(range(width), name=f"index{g}")      # lowest column of source, lane-local
-        slot_valid = Signal(name=f"slot_valid{g}")          # cfg.data holds the word of slot_column
-        slot_column = Signal(range(self._params.cols), name=f"slot_column{g}")
-        fetch = Signal(name=f"fetch{g}")
-        done = Signal(name=f"done{g}")
-
-        accepted = cmd.valid & cmd.ready
-        m.d.comb += [
-            source.eq(Mux(self.start, ~self.skip[first:first + width], todo)),
-            index.eq(lowest_set([source[i] for i in range(width)])[1]),
-            fetch.eq((source != 0) & (~slot_valid | accepted)),
-            cfg.addr.eq(first + index),
-            cfg.en.eq(fetch),
-            cmd.valid.eq(slot_valid),
-            cmd.p.bits.eq(Mux(cfg.data.bits > bmax, bmax, cfg.data.bits)),
-            cmd.p.shift.eq(cfg.data.shift),
-            cmd.p.tag.column.eq(slot_column),
-            cmd.p.tag.cycle.eq(self.cycle),
-            done.eq((todo == 0) & ~slot_valid),
-        ]
-        m.d.sync += todo.eq(source)
-        with m.If(fetch):
-            m.d.sync += [todo.bit_select(index, 1).eq(0), slot_valid.eq(1), slot_column.eq(first + index)]
-        with m.Elif(accepted):
-            m.d.sync += slot_valid.eq(0)
-        return done

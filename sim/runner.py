@@ -3,7 +3,7 @@
 :func:`build` compiles ``<module>.v`` with its :mod:`~codesign.sim.harness` in a build directory
 of its own per (module, simulator); a stamp of the sources, simulator version and options lets a
 later call reuse it. :func:`run_tiles` runs many tiles of the module in one simulator run, one
-after the other: each tile's ``.mem`` file and, in fast mode, its column values are read by the
+after the other: each tile's ``.mem`` file, cell levels and expected settings are read by the
 harness at the tile's reset, so no tile needs a build of its own and the simulator and its Python
 start once. The simulator is found through :mod:`codesign.tools` before cocotb is asked (cocotb
 would raise ``SystemExit`` for a missing one).
@@ -27,25 +27,23 @@ import numpy as np
 
 from codesign import tools
 from codesign.errors import CodesignError
-from codesign.rtl import VERILATOR_LINT_FLAGS
 
-from .harness import harness_name, harness_verilog, table_vectors
+from .harness import harness_name, harness_verilog
 from .ports import PortMap
 
 SIMULATORS = ("icarus", "verilator")
-#: ``fast``: comparators answered inside the simulator from a column-value table;
-#: ``python``: answered by the cocotb testbench every cycle.
+#: ``fast``: the analog side computed inside the simulator (the harness);
+#: ``python``: by the cocotb testbench every cycle.
 MODES = ("fast", "python")
 TIMESCALE = ("1ns", "1ps")
 TEST_MODULE = "codesign.sim.tile_test"
 #: Waveform format of each simulator.
 WAVES_SUFFIX = {"icarus": ".fst", "verilator": ".vcd"}
-#: Icarus must compile the Verilog-2005 way: cocotb's runner passes -g2012, under which Icarus
-#: skips the time-0 event of declaration initializers that Yosys's Verilog relies on to evaluate
-#: its combinational blocks (outputs such as i_stream__ready would stay X until an input changes).
+#: The harness is Verilog-2005 (cocotb's runner would pass -g2012).
 ICARUS_ARGS = ["-g2005"]
-#: Verilator options: the lint flags of codesign.rtl.
-VERILATOR_ARGS = list(VERILATOR_LINT_FLAGS)
+#: Verilator options: none; the module is lint-clean under -Wall (codesign.rtl) and the harness
+#: under Verilator's default warnings.
+VERILATOR_ARGS: list[str] = []
 
 
 def simulator_tool(simulator: str) -> tools.Tool:
@@ -158,39 +156,47 @@ def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bo
 class TileJob:
     """The input vectors of one tile run and how to present them.
 
-    ``cfg_file`` the tile's ``.mem`` file; ``x[B, R]`` activations (rows beyond the tile's may hold
-    anything: they carry no weights), ``acc[B, L]`` starting values, ``y[B, T, C]`` the column
-    values the comparators answer from, ``digits[T, B, R]`` the wordline digits ``x_t`` expected in
-    each input cycle, ``gaps[B]`` idle input cycles before each vector, ``stalls[B]`` cycles each
-    result waits for ``ready``.
+    ``cfg_file`` the tile's ``.mem`` file and ``rows`` its memory rows; ``x[B, R]`` activations (rows
+    beyond the tile's may hold anything: they carry no weights), ``acc[B, L]`` partial sums,
+    ``digits[R, C]`` the tile's cell levels (the analog side computes column values from them and
+    the wordlines), ``expect[C]`` each physical column's ``b | k << 5`` (``b = 0``: skipped),
+    ``latency`` the ADC macro's answer delay in cycles, ``gaps[B]`` idle input cycles before each
+    vector, ``stalls[B]`` cycles each result waits for ``ready`` (both only after the first
+    ``burst`` vectors, which run back to back).
     """
 
     cfg_file: Path
+    rows: int
     x: np.ndarray
     acc: np.ndarray
-    y: np.ndarray
     digits: np.ndarray
+    expect: list[int]
+    latency: int
     gaps: np.ndarray
     stalls: np.ndarray
-
-    def part(self, chunk: slice) -> "TileJob":
-        return TileJob(self.cfg_file, self.x[chunk], self.acc[chunk], self.y[chunk], self.digits[:, chunk],
-                       self.gaps[chunk], self.stalls[chunk])
+    burst: int
 
 
 @dataclass
 class TileRun:
-    """What the simulation of one tile returned: results ``[B, L]`` (missing ones absent), per vector
-    the clock cycles from its acceptance to the first cycle of its valid result, protocol and
-    wordline errors, the clock cycle its first segment began, its simulated clock cycles and the
-    wall time of its segments."""
+    """What the simulation of one tile returned: results ``[B, L]`` (missing ones absent), the clock
+    cycle of each vector's first input beat and last result beat, protocol errors, the conversions
+    the harness counted, the clock cycle the tile's segment began, its simulated clock cycles and
+    its wall time."""
 
     results: list[list[int]] = field(default_factory=list)
-    latency: list[int] = field(default_factory=list)
+    first_beat: list[int] = field(default_factory=list)
+    last_beat: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    conversions: int = 0
     start: int = -1
     cycles: int = 0
     seconds: float = 0.0
+
+    @property
+    def ends(self) -> list[int]:
+        """Cycles from the first input beat of vector 0 to the last result beat of each vector, included."""
+        return [end - self.first_beat[0] + 1 for end in self.last_beat] if self.first_beat else []
 
 
 @dataclass
@@ -204,33 +210,26 @@ class RunStats:
 
 
 def timeout_cycles(ports: PortMap, vectors: int) -> int:
-    """A generous bound on a segment's clock cycles: every column at Bmax, plus stalls and loading."""
-    p = ports.parameters
-    per_vector = p["input_cycles"] * (1 + p["cols"] * p["bmax"]) + 16
-    return 4 * (vectors + 2) * per_vector + 4 * p["cols"]
+    """A generous bound on a segment's clock cycles: every row at its longest, plus stalls and loading."""
+    p = ports.params
+    row = max(p.conversion_cycles, p.bmax)
+    per_vector = p.cycles * (p.depth * row + p.x_beats) + 4 * p.y_beats + 16
+    return 4 * (vectors + 2) * per_vector + 4 * p.depth * p.adcs + 64
 
 
 def run_tiles(build: Build, jobs: list[TileJob], workdir: Path, mode: str = "fast", waves: Path | None = None,
               done: Callable[[int], None] = lambda job: None) -> tuple[list[TileRun], RunStats]:
-    """Simulate ``jobs`` (tiles of ``build``'s module) one after the other in one simulator run.
-
-    Each job becomes one segment, or several in fast mode when it has more vectors than the
-    column-value table holds (:func:`~codesign.sim.harness.table_vectors`). ``done(i)`` is called
-    as job ``i`` finishes. The run's files and log stay in ``workdir``; ``waves`` names the
-    waveform file to write (suffix :data:`WAVES_SUFFIX`; the build must have waves).
+    """Simulate ``jobs`` (tiles of ``build``'s module) one after the other in one simulator run, one
+    segment per job. ``done(i)`` is called as job ``i`` finishes. The run's files and log stay in
+    ``workdir``; ``waves`` names the waveform file to write (suffix :data:`WAVES_SUFFIX`; the build
+    must have waves).
     """
     if mode not in MODES:
         raise CodesignError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
     if waves is not None and not build.waves:
         raise ValueError("waveforms need a build with waves=True")
     workdir.mkdir(parents=True, exist_ok=True)
-    step = table_vectors(build.ports) if mode == "fast" else None
-    segments, owners = [], []
-    for index, job in enumerate(jobs):
-        for first in range(0, len(job.x), step or max(len(job.x), 1)):
-            part = job.part(slice(first, first + step if step else None))
-            segments.append(_write_segment(build, part, workdir / f"segment{len(segments)}", mode))
-            owners.append((index, first))
+    segments = [_write_segment(build, job, workdir / f"segment{index}") for index, job in enumerate(jobs)]
     out = workdir / "observed.jsonl"
     out.unlink(missing_ok=True)
     (workdir / "job.json").write_text(json.dumps({
@@ -242,43 +241,36 @@ def run_tiles(build: Build, jobs: list[TileJob], workdir: Path, mode: str = "fas
         nonlocal seen_lines
         text = out.read_text() if out.exists() else ""
         for line in text.split("\n")[:-1][seen_lines:]:        # complete lines only
-            index, first = owners[seen_lines]
-            _merge(runs[index], json.loads(line), first)
+            seen = json.loads(line)
+            runs[seen_lines] = TileRun(seen["results"], seen["first_beat"], seen["last_beat"], seen["errors"],
+                                       seen["conversions"], seen["start"], seen["cycles"], seen["seconds"])
+            done(seen_lines)
             seen_lines += 1
-            if seen_lines == len(owners) or owners[seen_lines][0] != index:
-                done(index)
 
     start = time.perf_counter()
     failure = _simulate(build, workdir, waves, collect)
     collect()
-    for index in sorted({index for index, _ in owners[seen_lines:]}):
+    for index in range(seen_lines, len(jobs)):
         runs[index].errors.append(f"the simulation ended before this tile (log {workdir / 'sim.log'})")
     seconds = time.perf_counter() - start
     return runs, RunStats(seconds, seconds - sum(run.seconds for run in runs), failure)
 
 
-def _write_segment(build: Build, job: TileJob, stem: Path, mode: str) -> dict:
+def _write_segment(build: Build, job: TileJob, stem: Path) -> dict:
     """The files of one segment; returns its entry in job.json."""
+    p = build.ports.params
     arrays = stem.with_suffix(".npz")
-    np.savez(arrays, x=job.x, acc=job.acc, digits=job.digits, gaps=job.gaps, stalls=job.stalls,
-             **({"y": job.y} if mode == "python" else {}))
-    table = ""
-    if mode == "fast":
-        width = (build.ports.parameters["value_width"] + 3) // 4
-        stem.with_suffix(".hex").write_text("".join(f"{v:0{width}x}\n" for v in job.y.reshape(-1).tolist()))
-        table = str(stem.with_suffix(".hex").absolute())
-    return {"arrays": str(arrays.absolute()), "cfg": str(job.cfg_file.absolute()), "y": table,
-            "entries": int(job.y.size), "timeout_cycles": timeout_cycles(build.ports, len(job.x))}
-
-
-def _merge(run: TileRun, seen: dict, first: int) -> None:
-    """Add one segment's observations (its vectors start at ``first``) to a tile's run."""
-    run.results += seen["results"]
-    run.latency += [v - a for a, v in zip(seen["accepted"], seen["valid"])]
-    run.errors += [f"vectors from {first}: {e}" if first else e for e in seen["errors"]]
-    run.start = seen["start"] if run.start < 0 else run.start
-    run.cycles += seen["cycles"]
-    run.seconds += seen["seconds"]
+    np.savez(arrays, x=job.x, acc=job.acc, digits=job.digits, gaps=job.gaps, stalls=job.stalls)
+    digit_bits = p.geometry.cell_bits
+    width = (p.rows * digit_bits + 3) // 4
+    columns = [sum(int(d) << (r * digit_bits) for r, d in enumerate(job.digits[:, column])) for column in range(p.cols)]
+    digits = stem.with_suffix(".digits.hex")
+    digits.write_text("".join(f"{word:0{width}x}\n" for word in columns))
+    expect = stem.with_suffix(".expect.hex")
+    expect.write_text("".join(f"{word:03x}\n" for word in job.expect))
+    return {"arrays": str(arrays.absolute()), "cfg": str(job.cfg_file.absolute()), "rows": job.rows,
+            "digits": str(digits.absolute()), "expect": str(expect.absolute()), "latency": job.latency,
+            "burst": job.burst, "timeout_cycles": timeout_cycles(build.ports, len(job.x))}
 
 
 def _simulate(build: Build, workdir: Path, waves: Path | None, poll: Callable[[], None]) -> str | None:

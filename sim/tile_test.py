@@ -1,25 +1,26 @@
 """The cocotb test of a simulator run (imported by the simulator's embedded Python, never by codesign).
 
 It reads the job :mod:`codesign.sim.runner` wrote (``CODESIGN_SIM_JOB``, a JSON file naming one
-``.npz`` of arrays per segment; everything computed from the golden model comes in them, so the
-simulator's Python imports neither the golden model nor pydantic) and runs its segments one after
-the other. A segment is one tile and some of its input vectors. For each it
+``.npz`` of arrays per segment; everything computed from the golden model comes in them) and runs
+its segments one after the other. A segment is one tile and its input vectors. For each it
 
 1. resets ``<module>_harness`` for two cycles with ``reload`` high, so the harness reads the tile's
-   ``.mem`` file and, in fast mode, its column values, and waits until the configuration words are
-   written (``loaded``);
-2. offers the input vectors on ``i_stream`` (``x`` and ``acc`` packed after ``<module>.json``),
-   leaving ``gaps[b]`` idle cycles before vector ``b``;
-3. takes the results from ``o_stream``, holding ``ready`` low for ``stalls[b]`` cycles after each
-   result appears (back-pressure), and checks that the payload holds and ``done`` pulses;
-4. checks, whenever an ADC starts the comparisons of an input cycle, that ``wordline`` carries
-   ``x_t`` of the vector in progress (``digits[t, b]``, from ``codesign.golden.input_cycles``);
-5. in Python mode, answers every comparator at every falling clock edge from the column values
-   ``y[b, t, p]`` (``codesign.golden.column_values``): ``cmp = y[vector, input_cycle, column] ≥ ref``.
+   ``.mem``, cell-level and expected-setting files, and waits until it has written the
+   configuration through APB (``loaded``);
+2. sends every vector on ``s_axis_x`` (its ``T`` planes in beats) and its partial sums on
+   ``s_axis_acc``, and takes the results from ``m_axis_y``: the first ``burst`` vectors back to
+   back (to measure the cycle counts), the others with ``gaps[b]`` idle cycles before vector ``b``
+   on both inputs and ``ready`` held low for ``stalls[b]`` cycles before its results
+   (back-pressure), checking that ``tdata`` holds while it waits and that ``tlast`` marks the last beat;
+3. in Python mode, answers the ADCs itself at every falling clock edge from the tile's cell levels
+   and the wordlines in that cycle (``macro``: a ``start`` answered ``latency`` cycles later;
+   ``sar``: ``cmp = y ≥ ref`` while ``step``);
+4. at the end checks that the harness saw no protocol error, that the module's ``error`` stayed 0
+   and how many conversions were started.
 
-After each segment it appends what it observed (results, the clock cycle of every handshake,
-protocol errors) as one JSON line to the job's output file; the comparison with the golden model
-happens outside the simulator.
+After each segment it appends what it observed (results, the clock cycle of every vector's first
+input beat and last result beat, errors) as one JSON line to the job's output file; the comparison
+with the golden model happens outside the simulator.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
+from codesign.hw.periphery import beat_results, plane_digits, result_beats, vector_beats
 from codesign.sim.ports import PortMap
 
 #: Clock period in ns (the harness is built with a 1 ns / 1 ps timescale).
@@ -48,13 +50,8 @@ MAX_ERRORS = 20
 
 
 def now() -> int:
-    """The current clock cycle (rising edge ``n`` at ``n·PERIOD_NS``)."""
-    return round(get_sim_time("ns") / PERIOD_NS)
-
-
-def input_cycle(dut: Any) -> int:
-    """``t`` of the wordline digits."""
-    return int(dut.input_cycle.value)
+    """The current clock cycle: rising edge ``n`` is at ``n·PERIOD_NS``."""
+    return int(get_sim_time("ns") // PERIOD_NS)
 
 
 def path_value(path: str) -> int:
@@ -67,17 +64,21 @@ class Observed:
     """What the testbench saw in one segment; one JSON line for :mod:`codesign.sim.runner`."""
 
     results: list[list[int]] = field(default_factory=list)
-    accepted: list[int] = field(default_factory=list)
-    valid: list[int] = field(default_factory=list)
+    first_beat: list[int] = field(default_factory=list)
+    last_beat: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     start: int = 0          #: clock cycle the segment's reset began
     cycles: int = 0         #: clock cycles of the segment
     seconds: float = 0.0    #: wall time of the segment
-    vector: int = -1        #: the vector in progress (last accepted)
+    conversions: int = 0    #: conversions the harness counted
 
     def error(self, message: str) -> None:
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(message)
+
+
+def stream(dut: Any, name: str) -> tuple[Any, Any, Any, Any]:
+    return tuple(getattr(dut, f"{name}__{member}") for member in ("tdata", "tvalid", "tlast", "tready"))
 
 
 async def reset_and_load(dut: Any, segment: dict) -> None:
@@ -85,11 +86,15 @@ async def reset_and_load(dut: Any, segment: dict) -> None:
     await FallingEdge(dut.clk)
     dut.rst.value = 1
     dut.reload.value = 1
-    dut.i_stream__valid.value = 0
-    dut.o_stream__ready.value = 0
+    for name in ("s_axis_x", "s_axis_acc"):
+        getattr(dut, f"{name}__tvalid").value = 0
+    dut.m_axis_y__tready.value = 0
     dut.cfg_path.value = path_value(segment["cfg"])
-    dut.y_path.value = path_value(segment["y"])
-    dut.y_entries.value = segment["entries"]
+    dut.cfg_rows.value = segment["rows"]
+    dut.digits_path.value = path_value(segment["digits"])
+    dut.expect_path.value = path_value(segment["expect"])
+    dut.latency.value = segment["latency"]
+    dut.model_mode.value = int(segment["model_mode"])
     await FallingEdge(dut.clk)
     dut.reload.value = 0
     for _ in range(RESET_CYCLES - 1):
@@ -101,92 +106,127 @@ async def reset_and_load(dut: Any, segment: dict) -> None:
         await RisingEdge(dut.loaded)
 
 
-async def produce(dut: Any, ports: PortMap, arrays: Any, seen: Observed) -> None:
-    """Offer every vector; a vector is accepted at the first rising edge with ``ready`` high."""
-    x, acc, gaps = arrays["x"], arrays["acc"], arrays["gaps"]
-    for b in range(len(x)):
-        await FallingEdge(dut.clk)
-        dut.i_stream__valid.value = 0
-        for _ in range(int(gaps[b])):
+async def settled(signal: Any) -> None:
+    """Wait until ``signal`` is 1 at the end of a time step (a combinational signal may pulse within
+    a time step while the simulator settles it: Icarus does, so a rising edge alone proves nothing)."""
+    await ReadOnly()
+    while not signal.value:
+        await RisingEdge(signal)
+        await ReadOnly()
+
+
+async def send(dut: Any, name: str, vectors: list[list[tuple[int, int]]], gaps: list[int],
+               record: list[int] | None) -> None:
+    """Offer the beats of every vector on stream ``name``, ``gaps[b]`` idle cycles before vector ``b``;
+    ``record`` receives the cycle in which each vector's first beat is transferred."""
+    tdata, tvalid, tlast, tready = stream(dut, name)
+    for b, beats in enumerate(vectors):
+        for _ in range(gaps[b]):
             await FallingEdge(dut.clk)
-        dut.i_stream__payload.value = ports.pack_vector(x[b], acc[b])
-        dut.i_stream__valid.value = 1
-        if not dut.i_stream__ready.value:
-            await RisingEdge(dut.i_stream__ready)
-        await RisingEdge(dut.clk)
-        seen.accepted.append(now())
-        seen.vector = b
+            tvalid.value = 0
+        for i, (data, last) in enumerate(beats):
+            await FallingEdge(dut.clk)
+            tdata.value, tlast.value, tvalid.value = data, last, 1
+            await settled(tready)
+            if record is not None and i == 0:
+                record.append(now())
+            await RisingEdge(dut.clk)           # the transfer
     await FallingEdge(dut.clk)
-    dut.i_stream__valid.value = 0
+    tvalid.value = 0
 
 
-async def consume(dut: Any, ports: PortMap, count: int, stalls: np.ndarray, seen: Observed) -> None:
-    """Take ``count`` results, holding ``ready`` low for ``stalls[b]`` cycles after each appears."""
+async def receive(dut: Any, ports: PortMap, count: int, stalls: list[int], seen: Observed) -> None:
+    """Take ``count`` result vectors, holding ``ready`` low for ``stalls[b]`` cycles before vector ``b``."""
+    tdata, tvalid, tlast, tready = stream(dut, "m_axis_y")
+    beats = ports.params.y_beats
     for b in range(count):
-        await RisingEdge(dut.o_stream__valid)
-        await ReadOnly()
-        seen.valid.append(now())
-        payload = int(dut.o_stream__payload.value)
-        if not dut.done.value:
-            seen.error(f"vector {b}: done is 0 in the first cycle of o_stream.valid")
-        await FallingEdge(dut.clk)
-        for _ in range(int(stalls[b])):
+        words = []
+        for k in range(beats):
             await FallingEdge(dut.clk)
-        if int(dut.o_stream__payload.value) != payload:
-            seen.error(f"vector {b}: o_stream.payload changed while ready was low")
-        dut.o_stream__ready.value = 1
-        await RisingEdge(dut.clk)
-        seen.results.append(ports.unpack_results(payload))
-        dut.o_stream__ready.value = 0
+            if k == 0 and stalls[b]:
+                tready.value = 0
+                held = None
+                for _ in range(stalls[b]):
+                    await ReadOnly()
+                    if tvalid.value:
+                        if held is not None and int(tdata.value) != held:
+                            seen.error(f"vector {b}: m_axis_y.tdata changed while tready was low")
+                        held = int(tdata.value)
+                    await FallingEdge(dut.clk)
+            tready.value = 1
+            await settled(tvalid)
+            words.append(int(tdata.value))
+            if int(tlast.value) != int(k == beats - 1):
+                seen.error(f"vector {b} beat {k}: m_axis_y.tlast is {int(tlast.value)}")
+            cycle = now()
+            await RisingEdge(dut.clk)           # the transfer
+        seen.last_beat.append(cycle)
+        seen.results.append(beat_results(ports.params, words))
+    await FallingEdge(dut.clk)
+    tready.value = 0
 
 
-async def check_wordlines(dut: Any, g: int, ports: PortMap, digits: np.ndarray, seen: Observed) -> None:
-    """Whenever ADC ``g`` starts comparing, ``wordline`` must be ``x_t`` of the vector in progress."""
-    step = getattr(dut, f"adc__{g}__step")
-    while True:
-        await RisingEdge(step)
-        await ReadOnly()
-        t = input_cycle(dut)
-        want = ports.pack_wordline(digits[t, seen.vector])
-        got = int(dut.wordline.value)
-        if got != want:
-            seen.error(f"vector {seen.vector} input cycle {t}: wordline {got:#x}, expected x_t = {want:#x}")
+async def answer_adcs(dut: Any, ports: PortMap, digits: np.ndarray, latency: int) -> None:
+    """Python mode: the analog side, from the wordlines of each cycle (module docstring, step 3)."""
+    p = ports.params
+    adcs = range(p.adcs)
+    pending: list[list[tuple[int, int]]] = [[] for _ in adcs]
+    cache: dict[int, np.ndarray] = {}
 
+    def column_value(column: int) -> int:
+        word = int(dut.wordline.value)
+        if word not in cache:
+            cache.clear()
+            cache[word] = np.array(plane_digits(p, word), dtype=np.int64) @ digits
+        return int(cache[word][column])
 
-async def answer_comparators(dut: Any, ports: PortMap, y: np.ndarray, seen: Observed) -> None:
-    """Python mode: drive every ``adc__<g>__cmp`` at every falling edge by the comparator rule."""
-    adcs = [(getattr(dut, f"adc__{g}__step"), getattr(dut, f"adc__{g}__column"), getattr(dut, f"adc__{g}__ref"),
-             getattr(dut, f"adc__{g}__cmp")) for g in range(ports.adcs)]
     while True:
         await FallingEdge(dut.clk)
-        t = None
-        for step, column, ref, cmp in adcs:
-            if step.value:
-                if t is None:
-                    t = input_cycle(dut)
-                cmp.value = int(y[seen.vector, t, int(column.value)] >= int(ref.value))
+        cycle = now()
+        for g in adcs:
+            port = lambda member: getattr(dut, f"adc__{g}__{member}")
+            if p.macro:
+                if port("start").value:
+                    bits, shift = int(port("bits").value), int(port("shift").value)
+                    code = min(column_value(int(port("column").value)) >> shift, (1 << bits) - 1)
+                    pending[g].append((cycle + latency, code))
+                due = pending[g] and pending[g][0][0] == cycle
+                port("valid").value = int(bool(due))
+                port("code").value = pending[g].pop(0)[1] if due else 0
+            elif port("step").value:
+                port("cmp").value = int(column_value(int(port("column").value)) >= int(port("ref").value))
 
 
-async def run_segment(dut: Any, ports: PortMap, segment: dict, python_mode: bool, timeout_cycles: int) -> Observed:
+async def run_segment(dut: Any, ports: PortMap, segment: dict, python_mode: bool) -> Observed:
     """One tile's vectors from reset to the last result (or the timeout)."""
+    p = ports.params
     arrays = np.load(segment["arrays"])
     seen = Observed(start=now())
     wall = time.perf_counter()
-    await reset_and_load(dut, segment)
-    if bool(dut.table_mode.value) == python_mode:
-        seen.error(f"the harness {'has' if python_mode else 'lacks'} a column-value table")
-    helpers = [cocotb.start_soon(check_wordlines(dut, g, ports, arrays["digits"], seen)) for g in range(ports.adcs)]
+    await reset_and_load(dut, {**segment, "model_mode": not python_mode})
+    x, acc, gaps, stalls = arrays["x"], arrays["acc"], arrays["gaps"].tolist(), arrays["stalls"].tolist()
+    count, burst = len(x), segment["burst"]
+    gaps = [0 if b < burst else gap for b, gap in enumerate(gaps)]
+    stalls = [0 if b < burst else stall for b, stall in enumerate(stalls)]
+    helpers = []
     if python_mode:
-        helpers.append(cocotb.start_soon(answer_comparators(dut, ports, arrays["y"], seen)))
-    helpers.append(cocotb.start_soon(produce(dut, ports, arrays, seen)))
-    count = len(arrays["x"])
+        helpers.append(cocotb.start_soon(answer_adcs(dut, ports, arrays["digits"], segment["latency"])))
+    helpers.append(cocotb.start_soon(send(dut, "s_axis_x", [vector_beats(p, v) for v in x], gaps, seen.first_beat)))
+    helpers.append(cocotb.start_soon(send(dut, "s_axis_acc", [result_beats(p, v) for v in acc], gaps, None)))
     try:
-        await with_timeout(cocotb.start_soon(consume(dut, ports, count, arrays["stalls"], seen)),
-                           timeout_cycles * PERIOD_NS, "ns")
+        await with_timeout(cocotb.start_soon(receive(dut, ports, count, stalls, seen)),
+                           segment["timeout_cycles"] * PERIOD_NS, "ns")
     except SimTimeoutError:
-        seen.error(f"timeout: {len(seen.results)} of {count} results after {timeout_cycles} cycles")
+        seen.error(f"timeout: {len(seen.results)} of {count} results after {segment['timeout_cycles']} cycles")
     for helper in helpers:
         helper.cancel()
+    await ReadOnly()
+    if str(dut.protocol_error.value) != "0":
+        seen.error("the harness saw a protocol error: a conversion of a skipped column or with other b or k "
+                   "than the configuration, or a refused APB write")
+    if str(dut.error.value) != "0":
+        seen.error(f"the module's error output is {dut.error.value} (a sticky STATUS error bit)")
+    seen.conversions = int(dut.conversions.value)
     seen.cycles = now() - seen.start
     seen.seconds = time.perf_counter() - wall
     return seen
@@ -199,10 +239,11 @@ async def tiles(dut: Any) -> None:
     ports = PortMap.load(job["ports"])
     python_mode = job["mode"] == "python"
     for g in range(ports.adcs):
-        getattr(dut, f"adc__{g}__cmp").value = 0
+        for member in (("valid", "code") if ports.params.macro else ("cmp",)):
+            getattr(dut, f"adc__{g}__{member}").value = 0
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     with open(job["out"], "a") as out:
         for segment in job["segments"]:
-            seen = await run_segment(dut, ports, segment, python_mode, segment["timeout_cycles"])
+            seen = await run_segment(dut, ports, segment, python_mode)
             out.write(json.dumps(vars(seen)) + "\n")
             out.flush()

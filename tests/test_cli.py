@@ -67,9 +67,9 @@ def test_generate_is_deterministic_and_complete(tmp_path, capsys):
     a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
     assert a == b
     assert {"hw_config.json", "summary.json", "summary.txt", "params/params.json", "params/codesign_pkg.sv",
-            "params/codesign_params.h", "params/features_5.vh", "params/features_5/tile_000.mem",
-            "params/features_5/tile_000.skip.mem"} <= set(a)
-    assert len([f for f in a if f.startswith("params/features_5/") and f.endswith(".skip.mem")]) == 5 * 8
+            "params/codesign_params.h", "params/features_5.vh", "params/features_5/tile_000.mem"} <= set(a)
+    assert len([f for f in a if f.startswith("params/features_5/") and f.endswith(".mem")]) == 5 * 8
+    assert not [f for f in a if f.endswith(".skip.mem")]
 
 
 def test_generate_refuses_non_empty_folder_unless_forced(tmp_path, capsys):
@@ -150,3 +150,32 @@ def test_crossbar_defaults_to_the_one_the_model_was_pruned_for(tmp_path, capsys)
     assert "the model was pruned for 32×48 crossbars (1-bit cells, 2-bit DAC)" in err
     assert json.loads(out)["crossbar"] == {"rows": 32, "cols": 64, "cell_bits": 1, "dac_bits": 2,
                                            "signed": "differential", "adcs": 1}
+
+
+def test_periphery_options_go_into_the_config(capsys):
+    assert main(["analyze", "--json", "--adc-interface", "sar", "--clock", "5e8", "--stream-bits", "64",
+                 "--adcs", "40"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["periphery"] == {"adc_interface": "sar", "clock_hz": 5e8, "adc_sample_rate_hz": 1.2e9,
+                                   "stream_bits": 64}
+    assert config["crossbar"]["adcs"] == 40
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--adcs", "129"], "--adcs: adcs 129 exceeds the 128 physical columns of a crossbar"),
+    (["--clock", "2e9"], "--clock: Input should be less than or equal to 1000000000"),
+    (["--adc-rate", "0"], "--adc-rate: Input should be greater than 0"),
+    (["--stream-bits", "4"], "--stream-bits: Input should be greater than or equal to 8"),
+])
+def test_periphery_and_adc_options_are_checked(args, message, capsys):
+    assert main(["analyze", *args]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1 and "Traceback" not in err
+
+
+def test_periphery_options_conflict_with_a_config(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    assert main(["analyze", "--json"]) == 0
+    config.write_text(capsys.readouterr().out)
+    assert main(["generate", "--config", str(config), "--adc-interface", "sar", "--out", str(tmp_path / "o")]) == 1
+    assert "--adc-interface conflicts with --config" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from codesign.analysis import analyze
-from codesign.config import (CrossbarConfig, HardwareConfig, check_against_model, parse_config,
+from codesign.config import (CrossbarConfig, HardwareConfig, PeripheryConfig, check_against_model, parse_config,
                              schema_json)
 from codesign.errors import CodesignError
 from codesign.ingest import LayerSpec, ModelSpec
@@ -97,3 +97,35 @@ def test_per_layer_crossbar_override(config):
     data["layers"][1]["tiles"] = []
     parsed = HardwareConfig.model_validate(data)
     assert parsed.geometry(parsed.layers[1]).rows == 32 and parsed.geometry(parsed.layers[0]).rows == 64
+
+
+def test_periphery_section_defaults_and_conversion_cycles(config):
+    data = json.loads(config.to_json())
+    assert data["periphery"] == {"adc_interface": "macro", "clock_hz": 1e9, "adc_sample_rate_hz": 1.2e9,
+                                 "stream_bits": 128}
+    del data["periphery"]                                  # a config written before the section existed
+    assert parse_config(json.dumps(data)).periphery == config.periphery
+    cycles = {(clock, rate): PeripheryConfig(clock_hz=clock, adc_sample_rate_hz=rate).conversion_cycles
+              for clock, rate in [(1e9, 1.2e9), (1e9, 1e9), (1e9, 4e8), (5e8, 1e8), (1e9, 3e8)]}
+    assert cycles == {(1e9, 1.2e9): 1, (1e9, 1e9): 1, (1e9, 4e8): 3, (5e8, 1e8): 5, (1e9, 3e8): 4}
+    assert PeripheryConfig(adc_interface="sar", adc_sample_rate_hz=1e8).conversion_cycles == 1
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("periphery", {"clock_hz": 2e9}, "periphery clock_hz: Input should be less than or equal to 1000000000"),
+    ("periphery", {"adc_interface": "flash"}, "periphery adc_interface: Input should be 'macro' or 'sar'"),
+    ("periphery", {"stream_bits": 129}, "periphery stream_bits: Input should be less than or equal to 128"),
+    ("crossbar", {"adcs": 65}, "crossbar: adcs 65 exceeds the 64 physical columns of a crossbar: at most one ADC "
+                               "per column"),
+])
+def test_periphery_and_adc_count_errors_are_one_line(config, section, values, message):
+    data = json.loads(config.to_json())
+    data[section].update(values)
+    with pytest.raises(CodesignError) as error:
+        parse_config(json.dumps(data), "c.json")
+    assert str(error.value) == f"c.json: {message}"
+
+
+def test_more_adcs_than_logical_columns_are_allowed():
+    crossbar = CrossbarConfig(rows=64, cols=64, adcs=64)
+    assert analyze(model((100, 20)), crossbar).to_config().crossbar.adcs == 64

@@ -101,16 +101,24 @@ def test_accounting_follows_design_3_11():
     isaac_pj = 16e-3 / (8 * 1.2e9) * 1e12      # ISAAC: 16 mW for 8 ADCs at 1.2 GS/s
     walden = lambda b: isaac_pj * 2.0 ** (b - 8)  # noqa: E731 - E = FOM·2^b with ISAAC's FOM
     uniform_bits = 4                             # ceil(log2(4·1·3 + 1)) = 4 (docs/design.md §3.11)
-    expected = {  # (conversions = positions × T × converted columns, ADC energy, SAR steps)
-        "uniform": (10 * 4 * 4, 10 * 4 * 4 * walden(uniform_bits), 10 * 4 * 4 * uniform_bits),
-        "per_crossbar": (10 * 4 * 4, 10 * 4 * 4 * walden(3), 10 * 4 * 4 * 3),
-        "per_column": (10 * 4 * 1, 10 * 4 * 1 * walden(3), 10 * 4 * 3),
+    # Latency from the periphery's timing (docs/periphery.md, "Timing"), worked by hand: one ADC macro,
+    # one conversion per cycle, one beat per plane and one result beat (L = 2 results of 9 bits).
+    # per_column: 1 converted column, one row per input cycle, issued in cycles 1..4, written back in
+    # cycle 6, the results leave in cycle 7: latency 8; the next vector's row waits for that beat,
+    # so each further MVM adds T + 3 = 7: 8 + 9·7 = 71 cycles. uniform and per_crossbar: all four
+    # physical columns converted (no skip), four rows per input cycle, the last issued in cycle 16,
+    # results in cycle 19: latency 20, each further MVM 4T + 3 = 19: 20 + 9·19 = 191 cycles.
+    expected = {  # (conversions = positions × T × converted columns, ADC energy, clock cycles)
+        "uniform": (10 * 4 * 4, 10 * 4 * 4 * walden(uniform_bits), 191),
+        "per_crossbar": (10 * 4 * 4, 10 * 4 * 4 * walden(3), 191),
+        "per_column": (10 * 4 * 1, 10 * 4 * 1 * walden(3), 71),
     }
-    for design, (conversions, adc_pj, steps) in expected.items():
+    for design, (conversions, adc_pj, cycles) in expected.items():
         cost = est.total("walden", design)
         assert cost.conversions == conversions, design
         assert cost.energy_pj["adc"] == pytest.approx(adc_pj), design
-        assert cost.latency_steps == steps, design
+        assert cost.latency_cycles == cycles, design
+        assert cost.to_json(1e9)["latency_ns"] == cycles           # 1 GHz: one cycle is one ns
     assert est.ratio("walden", "per_column", "uniform") == pytest.approx(4 * walden(4) / walden(3))
     # One ADC per crossbar, sized for the largest resolution it converts.
     assert est.total("walden", "uniform").area_um2["adc"] == pytest.approx(1200 * 2.0 ** (4 - 8))

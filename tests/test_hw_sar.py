@@ -23,7 +23,7 @@ def run(commands, *, answer=None, ready=lambda cycle: True):
     """Convert ``commands`` = [(y, b, k)] offered back to back; command ``n`` carries tag ``n``.
 
     The comparator answers ``y ≥ ref`` (or ``answer(y, ref)``) and checks the documented
-    reference rule. Returns {tag: (code, value)} and the ``adc.step`` strobe of every cycle.
+    reference rule. Returns {tag: (code, code << k)} and the ``adc.step`` strobe of every cycle.
     """
     dut = SARController(BMAX, WIDTH, unsigned(8))
     results, steps = {}, []
@@ -52,7 +52,7 @@ def run(commands, *, answer=None, ready=lambda cycle: True):
             _, _, valid, taken, payload = await ctx.tick().sample(dut.res.valid, dut.res.ready, dut.res.payload)
             if valid and taken:
                 assert payload.tag not in results, "a result was delivered twice"
-                results[payload.tag] = (payload.code, payload.value)
+                results[payload.tag] = (payload.code, payload.code << commands[payload.tag][2])
             cycle += 1
             assert cycle < 10_000, "the SAR controller stopped producing results"
 
@@ -111,7 +111,7 @@ def test_back_pressure_on_results_loses_nothing():
     check(commands, results)
 
 
-def test_value_stays_below_2_to_wy_whatever_the_comparator_says():
+def test_code_shifted_stays_below_2_to_wy_whatever_the_comparator_says():
     # A comparator stuck at 1 behaves like the largest column value 2^Wy − 1.
     commands = [(YMAX, bits, shift) for bits in (1, 3, BMAX) for shift in (0, 4, 7, 9, 31)]
     results, _ = run(commands, answer=lambda y, ref: 1)

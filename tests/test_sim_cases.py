@@ -1,7 +1,9 @@
 """``codesign simulate`` on synthetic models: edge cases (all-zero and maximum-sum columns, an empty
 tile, saturation, shift > 0, b = 1, partial row and column blocks, three ADCs per tile,
-back-pressure) and seeded random configurations, each on Icarus in both comparator modes where
-cheap. Every case also checks, from the golden model alone, that the situation it names occurs."""
+back-pressure) for both ADC interfaces, and seeded random configurations (interface, ADCs up to
+the physical columns, conversion cycles, stream width), on Icarus and Verilator, the analog side in
+the simulator or in Python. Every case also checks, from the golden model alone, that the situation
+it names occurs."""
 
 from pathlib import Path
 
@@ -11,17 +13,16 @@ import torch
 
 from codesign import golden
 from codesign.analysis import analyze
-from codesign.config import CrossbarConfig, HardwareConfig
+from codesign.config import CrossbarConfig, HardwareConfig, PeripheryConfig
 from codesign.errors import CodesignError
 from codesign.generate import generate
 from codesign.ingest import load_model
 from codesign.mapping import lossless_bits, tile_column_sums
 from codesign.simulate import read_mem, simulate
-from codesign.sim.ports import Field
 
 
 def make_folder(root: Path, q: dict[str, np.ndarray], weight_bits: int, input_bits: int, crossbar: CrossbarConfig,
-                edit=None) -> tuple[Path, HardwareConfig]:
+                edit=None, periphery: PeripheryConfig = PeripheryConfig()) -> tuple[Path, HardwareConfig]:
     """Generate a folder for Linear layers with integer matrices ``q`` (Q[K, N]); ``edit(config)``
     may change ADC bits and shifts first."""
     model_file = root / "model.pt"
@@ -30,7 +31,7 @@ def make_folder(root: Path, q: dict[str, np.ndarray], weight_bits: int, input_bi
     model = load_model(model_file, weight_bits=weight_bits, input_bits=input_bits)
     for name, matrix in q.items():
         assert np.array_equal(model.layer(name).q, matrix), "the weights must stay on their integer grid"
-    config = analyze(model, crossbar).to_config()
+    config = analyze(model, crossbar).to_config().model_copy(update={"periphery": periphery})
     if edit is not None:
         edit(config)
     out = root / "out"
@@ -83,11 +84,12 @@ def edge_edit(config: HardwareConfig) -> None:
                 tile.adc_bits[p], tile.adc_shift[p] = int(rng.integers(1, bits + 1)), int(rng.integers(0, 4))
 
 
-@pytest.fixture(scope="module")
-def edges(tmp_path_factory):
+@pytest.fixture(scope="module", params=["macro", "sar"])
+def edges(request, tmp_path_factory):
     q = edge_matrix()
-    out, config = make_folder(tmp_path_factory.mktemp("edges"), {"fc": q}, **EDGE_BITS, crossbar=EDGE_CROSSBAR,
-                              edit=edge_edit)
+    periphery = PeripheryConfig(adc_interface=request.param, adc_sample_rate_hz=5e8)   # macro: 2 cycles
+    out, config = make_folder(tmp_path_factory.mktemp(f"edges-{request.param}"), {"fc": q}, **EDGE_BITS,
+                              crossbar=EDGE_CROSSBAR, edit=edge_edit, periphery=periphery)
     return out, config, q
 
 
@@ -121,6 +123,8 @@ def test_edge_cases_are_bit_exact(edges, simulator, mode):
     assert found["passed"], found["mismatches"][:5] or [t["errors"] for t in found["tiles"]]
     assert len(found["tiles"]) == 9 and found["outputs_compared"] == 9 * 4 * 6
     assert "random (the model file has no architecture)" in found["inputs"]
+    latencies = {t["adc_latency"] for t in found["tiles"]}
+    assert latencies == ({1, 2} if config.periphery.adc_interface == "macro" else {1})   # macro: 2 cycles
     assert any(t["back_pressure"]["stalled_output_cycles"] for t in found["tiles"])
     assert any(t["back_pressure"]["idle_input_cycles"] for t in found["tiles"])
 
@@ -134,9 +138,13 @@ def random_case(seed: int, root: Path) -> tuple[Path, HardwareConfig]:
     input_bits = int(rng.integers(2, 9))
     slices = -(-(weight_bits - 1) // cell_bits)
     logical = int(rng.integers(1, 5))
-    crossbar = CrossbarConfig(rows=int(rng.integers(4, 13)), cols=2 * slices * logical + int(rng.integers(0, 4)),
-                              cell_bits=cell_bits, dac_bits=int(rng.integers(1, min(3, input_bits) + 1)),
-                              adcs=int(rng.integers(1, logical + 1)))
+    cols = 2 * slices * logical + int(rng.integers(0, 4))
+    crossbar = CrossbarConfig(rows=int(rng.integers(4, 13)), cols=cols, cell_bits=cell_bits,
+                              dac_bits=int(rng.integers(1, min(3, input_bits) + 1)),
+                              adcs=int(rng.choice([1, 2, logical + 1, cols])))
+    periphery = PeripheryConfig(adc_interface=str(rng.choice(["macro", "sar"])),
+                                adc_sample_rate_hz=float(rng.choice([1.2e9, 5e8, 3.4e8])),
+                                stream_bits=int(rng.choice([32, 64, 128])))
     limit = (1 << (weight_bits - 1)) - 1
     shape = (int(rng.integers(crossbar.rows // 2, 3 * crossbar.rows)), int(rng.integers(1, 3 * logical + 1)))
     q = (rng.integers(-limit, limit + 1, size=shape) * (rng.random(shape) < 0.5)).astype(np.int32)
@@ -149,28 +157,28 @@ def random_case(seed: int, root: Path) -> tuple[Path, HardwareConfig]:
                     tile.adc_bits[p] = int(rng.integers(1, bits + 1))
                     tile.adc_shift[p] = int(rng.integers(0, 3))
 
-    return make_folder(root, {"fc": q}, weight_bits, input_bits, crossbar, edit)
+    return make_folder(root, {"fc": q}, weight_bits, input_bits, crossbar, edit, periphery)
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(6))
 def test_random_configurations_are_bit_exact(seed, tmp_path):
     out, config = random_case(seed, tmp_path)
-    found = simulate(out, vectors=3, mode="python" if seed < 2 else "fast", seed=seed)
-    assert found["passed"], (config.crossbar, found["mismatches"][:5], [t["errors"] for t in found["tiles"]])
+    found = simulate(out, vectors=4, mode="python" if seed < 2 else "fast", seed=seed)
+    assert found["passed"], (config.crossbar, config.periphery, found["mismatches"][:5],
+                             [t["errors"] for t in found["tiles"]])
     assert len(found["tiles"]) == len(config.layers[0].tiles)
 
 
+def test_the_random_configurations_cover_the_features(tmp_path):
+    for seed in range(6):
+        (tmp_path / str(seed)).mkdir()
+    cases = [random_case(seed, tmp_path / str(seed))[1] for seed in range(6)]
+    assert {c.periphery.adc_interface for c in cases} == {"macro", "sar"}
+    assert any(c.crossbar.adcs > c.crossbar.cols // 4 for c in cases)
+    assert any(c.periphery.conversion_cycles > 1 for c in cases if c.periphery.adc_interface == "macro")
+
+
 # --- pieces ------------------------------------------------------------------------------------
-
-def test_fields_pack_and_unpack_signed_values():
-    field = Field("acc", offset=3, count=4, width=6, signed=True)
-    values = [-32, 31, -1, 0]
-    word = field.pack(values)
-    assert word & 0b111 == 0 and field.unpack(word) == values
-    assert Field("x", 0, 2, 4, False).unpack(Field("x", 0, 2, 4, False).pack([15, 7])) == [15, 7]
-    with pytest.raises(ValueError, match="holds 4 elements, not 5"):
-        field.pack([0] * 5)
-
 
 def test_read_mem_reads_comments_and_refuses_junk(tmp_path):
     mem = tmp_path / "t.mem"
