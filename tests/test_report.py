@@ -175,8 +175,11 @@ def test_design_point_and_accuracy_come_first(generated):
     xbar, tiles = config["crossbar"], sum(len(layer["tiles"]) for layer in config["layers"])
     for row in (f"| crossbar (R × C) | {xbar['rows']}×{xbar['cols']} |", "| cell bits c | 2 |",
                 "| DAC bits v (input bits per cycle) | 1 |", "| weight bits wb | 8 |", "| input bits a | 8 |",
-                f"| ADCs per crossbar | {xbar['adcs']} |", "| ADC sample rate | 1.20 GS/s per ADC |",
-                "| SAR step (clock) | 0.1042 ns (9.60 GHz) |", "| technology node | 32 nm |",
+                f"| ADCs per crossbar | {xbar['adcs']} |",
+                "| ADC interface | ADC macro (asynchronous SAR, started once per conversion) |",
+                "| digital clock | 1.00 GHz |", "| conversion | 1 clock cycle (macro at 1.20 GS/s) |",
+                "| AXI4-Stream data width | 128 bits |", "| ADC sample rate of the cost models | 1.20 GS/s per ADC |",
+                "| technology node | 32 nm |",
                 f"| layers, crossbar tiles | 5, {tiles} |", "| model | bundled:digits_cnn_pruned.pt (checkpoint, digits_cnn;"):
         assert row in point
     # Without --data nothing is measured, and the page says how to measure it.
