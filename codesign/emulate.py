@@ -255,8 +255,12 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CodesignError(f"inputs file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CodesignError(f"{path} is not a numpy .npy array of integers ({exc}); save one with numpy.save") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise CodesignError(f"{path} is not a numpy .npy array of integers ({exc or 'empty file'}); save one with "
+                            f"numpy.save") from None
+    if not isinstance(x, np.ndarray):
+        x.close()
+        raise CodesignError(f"{path} is a .npz archive; give one array saved with numpy.save (.npy)")
     peak = (1 << input_bits) - 1
     if not np.issubdtype(x.dtype, np.integer):
         raise CodesignError(f"{path} holds {x.dtype} values; layer '{key}' takes integer activations 0..{peak} "

@@ -12,3 +12,7 @@ class CodesignError(Exception):
 
 class ToolNotFound(CodesignError):
     """An external tool (simulator, Yosys) is missing; the message says how to install it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it cleans up as after Ctrl-C (exit status 143)."""

@@ -102,6 +102,20 @@ class Geometry:
         return (j * self.slices + s) * 2 + pol
 
 
+def max_adcs(geometry: Geometry) -> int:
+    """Most SAR ADCs a crossbar of ``geometry`` may have: each serves at least one logical column.
+    The one rule for ``--adcs`` and the configs; analysis, configs and the periphery all ask here."""
+    return geometry.logical_cols
+
+
+def adcs_problem(geometry: Geometry) -> str | None:
+    """Why ``geometry`` has too many ADCs (:func:`max_adcs`), or None."""
+    if geometry.adcs <= max_adcs(geometry):
+        return None
+    return (f"{geometry.adcs} ADCs exceed the {geometry.logical_cols} logical columns of a {geometry.cols}-column "
+            f"crossbar; each ADC serves at least one")
+
+
 @dataclass(frozen=True)
 class TileRange:
     """The part of a layer matrix held by one crossbar: rows ``[r0, r0+nr)``, columns ``[j0, j0+nc)``."""

@@ -22,6 +22,7 @@ from .config import HardwareConfig, load_config
 from .cost import (COMPONENTS, DESIGN_LABELS, ISAAC_CITATION, ISAAC_NODE_NM, SCALING_SOURCE, CostSettings,
                    Estimate, area_scale, dub_levels, energy_scale, estimate, scaling_note)
 from .errors import CodesignError
+from .files import read_json
 
 SCHEMA = "codesign-report/1"
 FILES = ("report.html", "report.md", "summary.json")
@@ -385,13 +386,7 @@ def load_folder(folder: Path) -> tuple[HardwareConfig, Optional[dict]]:
         raise CodesignError(f"no hw_config.json in {folder}: run 'codesign generate --out {folder}' first")
     config = load_config(path)
     sweep_path = folder / "search.json"
-    sweep = None
-    if sweep_path.is_file():
-        try:
-            sweep = json.loads(sweep_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CodesignError(f"{sweep_path} is not valid JSON ({exc.msg}); "
-                                f"rerun 'codesign generate --search'") from None
+    sweep = read_json(sweep_path, "rerun 'codesign generate --search'") if sweep_path.is_file() else None
     return config, sweep
 
 
@@ -400,9 +395,19 @@ def write_report(folder: Path, settings: Optional[CostSettings] = None, calibrat
     """Write ``folder/report/`` from ``folder/hw_config.json``; returns the summary.
 
     ``calibrated`` is a calibrated ``hw_config.json`` with the same tiles; ``synthesize=False`` skips
-    Yosys (the report then says the periphery was not measured).
+    Yosys (the report then says the periphery was not measured). ``folder`` is locked meanwhile and
+    ``report/`` replaced all at once (:func:`codesign.files.output_folder`).
     """
-    from .generate import staged_folder
+    from .files import output_folder
+
+    load_folder(folder)
+    with output_folder(folder, "report", part="report", inputs=[calibrated], flag="report of") as out:
+        return render_report(folder, out, settings, calibrated, synthesize)
+
+
+def render_report(folder: Path, out: Path, settings: Optional[CostSettings] = None,
+                  calibrated: Optional[Path] = None, synthesize: bool = True) -> dict:
+    """Write the report files of ``folder`` into the existing folder ``out``; returns the summary."""
     from .synth import periphery
 
     folder = Path(folder)
@@ -413,11 +418,11 @@ def write_report(folder: Path, settings: Optional[CostSettings] = None, calibrat
     summary, est = build_summary(config, settings, calibrated_config, sweep, status,
                                  str(calibrated) if calibrated else None)
     title = f"codesign report — {config.model.path if config.model else folder.name}"
-    with staged_folder(folder / "report", force=True) as tmp:
-        (tmp / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
-        (tmp / "report.md").write_text(_render("report.md.j2", title=title,
-                                               sections=build_sections(summary, est, plots=False)))
-        (tmp / "report.html").write_text(_render("report.html.j2", title=title, sections=build_sections(summary, est)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(_render("report.md.j2", title=title,
+                                           sections=build_sections(summary, est, plots=False)))
+    (out / "report.html").write_text(_render("report.html.j2", title=title, sections=build_sections(summary, est)))
     return summary
 
 

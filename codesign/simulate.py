@@ -31,6 +31,8 @@ import numpy as np
 
 from .config import HardwareConfig, LayerConfig, check_against_model, load_config
 from .errors import CodesignError
+from .files import claim_tree, read_json
+from .rtl import load_manifest
 
 SCHEMA = "codesign-simulate/1"
 DEFAULT_VECTORS = 8
@@ -68,8 +70,7 @@ class Folder:
             if not (root / needed).is_file():
                 raise CodesignError(f"{root} has no {needed}: give the output folder of 'codesign generate' "
                                     f"(run 'codesign generate --out {root}' first)")
-        manifest = json.loads((root / "rtl" / "manifest.json").read_text())
-        return cls(root, load_config(root / "hw_config.json"), manifest)
+        return cls(root, load_config(root / "hw_config.json"), load_manifest(root))
 
     def module(self, name: str) -> dict:
         return next(m for m in self.manifest["modules"] if m["name"] == name)
@@ -96,15 +97,15 @@ def read_mem(path: Path) -> list[int]:
 
 def _drift(root: Path, where: str, problem: str) -> CodesignError:
     return CodesignError(f"hw_config.json no longer matches the generated files: {where}: {problem}; regenerate "
-                         f"the folder from the config ('codesign generate --config {root}/hw_config.json --out {root} "
-                         f"--force', with the --model it was made from) or restore the edited file")
+                         f"the folder from a copy of the config ('cp {root}/hw_config.json edited.json; codesign "
+                         f"generate --config edited.json --out {root} --force', with the --model it was made from) "
+                         f"or restore the edited file")
 
 
 def check_folder(folder: Folder) -> None:
     """Refuse a folder whose ``hw_config.json`` differs from its ``rtl/`` or ``params/``: modules and
     their parameters, layers, tiles, every column's ``(b, k)`` and the reported cycles."""
     from .rtl import module_groups
-    from .sim.ports import PortMap
 
     config, root = folder.config, folder.root
     modules = {m["name"]: m for m in folder.manifest["modules"]}
@@ -120,7 +121,7 @@ def check_folder(folder: Folder) -> None:
         wanted = {"rows": g.rows, "cols": g.cols, "cell_bits": g.cell_bits, "dac_bits": g.dac_bits,
                   "weight_bits": g.weight_bits, "input_bits": g.input_bits, "adcs": g.adcs,
                   "bmax": group.params.bmax, "chain": group.params.chain}
-        found = PortMap.load(root / "rtl" / module["ports"]).parameters
+        found = _ports(root / "rtl" / module["ports"]).parameters
         for name, value in wanted.items():
             if found.get(name) != value:
                 raise _drift(root, f"module {group.name}",
@@ -136,6 +137,17 @@ def check_folder(folder: Folder) -> None:
             for index, (tile, generated) in enumerate(zip(layer.tiles, entry["tiles"])):
                 _check_tile(root, f"layer '{layer.key}' tile {index}", config.geometry(layer), group.params, tile,
                             generated)
+
+
+def _ports(path: Path) -> Any:
+    """The port description of a module; one line if it is not one codesign wrote."""
+    from .sim.ports import PortMap
+
+    try:
+        return PortMap(read_json(path, "regenerate the folder"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodesignError(f"{path} is not a port description codesign wrote ({type(exc).__name__}: {exc}); "
+                            f"regenerate the folder") from None
 
 
 def _check_tile(root: Path, where: str, geometry: Any, params: Any, tile: Any, generated: dict) -> None:
@@ -173,6 +185,8 @@ def select_tiles(folder: Folder, specs: Optional[list[str]]) -> list[TileRef]:
                                 f"{', '.join(candidate.key for candidate in config.layers)}")
         count = len(layer.tiles)
         first, _, last = indices.partition("-")
+        if last and int(last) < int(first):
+            raise CodesignError(f"--tiles {spec}: the range is reversed; write {name}:{last}-{first}")
         span = range(count) if not indices else range(int(first), int(last or first) + 1)
         if not span or span.start >= count or span.stop > count:
             raise CodesignError(f"--tiles {spec}: layer '{layer.key}' has tiles 0..{count - 1}")
@@ -377,6 +391,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     if vectors < 1:
         raise CodesignError(f"--vectors must be at least 1, not {vectors}")
     folder = Folder.open(root)
+    claim_tree(folder.root, "sim")
     out = folder.root / "sim"
     results_file = out / "results.json"
     results_file.unlink(missing_ok=True)            # never leave an earlier verdict behind

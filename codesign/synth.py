@@ -177,13 +177,13 @@ def periphery(rtl_dir: Path) -> dict:
         status["how_to_enable"] = ("run 'codesign generate' with the RTL generator to write rtl/, "
                                    "then 'codesign report DIR'")
         return status
+    tiles = _tiles_per_module(rtl_dir)
     try:
         results = synthesize_rtl(rtl_dir)
     except ToolNotFound as exc:
         status["reason"] = f"Yosys not available: {exc}"
         status["how_to_enable"] = ENABLE_HINT
         return status
-    tiles = _tiles_per_module(rtl_dir)
     modules = [dict(r.to_json(), tiles=tiles.get(r.module)) for r in results]
     for module in modules:
         module["total_area_um2"] = module["area_um2"] * module["tiles"] if module["tiles"] is not None else None
@@ -198,7 +198,9 @@ def _tiles_per_module(rtl_dir: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
     counts: dict[str, int] = {}
-    for layer in json.loads(path.read_text())["layers"]:
+    from .rtl import load_manifest
+
+    for layer in load_manifest(Path(rtl_dir).parent)["layers"]:
         counts[layer["module"]] = counts.get(layer["module"], 0) + len(layer["tiles"])
     return counts
 

@@ -34,7 +34,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from codesign.config import MAX_ADC_BITS
-from codesign.mapping import Geometry
+from codesign.mapping import Geometry, adcs_problem
 from codesign.params import WORD
 
 #: One physical column's configuration word as in ``params/<layer>/tile_NNN.mem``:
@@ -103,9 +103,8 @@ class PeripheryParams:
             raise ValueError(f"bmax must be 1..{MAX_ADC_BITS} ADC bits, not {self.bmax}")
         if self.chain < 1:
             raise ValueError(f"chain must be at least 1 tile, not {self.chain}")
-        if self.geometry.adcs > self.geometry.logical_cols:
-            raise ValueError(f"{self.geometry.adcs} ADCs exceed the {self.geometry.logical_cols} logical columns "
-                             f"of a {self.geometry.cols}-column crossbar; each ADC serves at least one")
+        if problem := adcs_problem(self.geometry):
+            raise ValueError(problem)
 
     # --- geometry, renamed after DESIGN 3 -------------------------------------------------------
 
