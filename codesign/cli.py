@@ -121,8 +121,10 @@ def add_geometry_args(group: Any) -> None:
                        help="input bits per cycle, 1–input bits (default 1)")
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
-    """Model and HardwareConfig from the command line; the sweep too when ``--search`` ran."""
+def load_inputs(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None
+                ) -> tuple[Any, Any, dict | None]:
+    """Model and HardwareConfig from the command line; the sweep too when ``--search`` ran. ``log``
+    gets a line per stage."""
     from .config import check_against_model, load_config
     from .ingest import load_model
 
@@ -165,6 +167,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
     crossbar = crossbar_config(values)
     sweep = None
     per_layer = None
+    log(f"analysing {len(model.layers)} crossbar matrices ({sum(spec.q.size for spec in model.layers):,} weights)")
     if args.search:
         sweep = search(model, crossbar)
         best = sweep["best"]
@@ -291,7 +294,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_outside_inputs(out, model_inputs(args), "--out")
     check_replaceable(out, args.force)
-    model, config, sweep = load_inputs(args)
+    model, config, sweep = load_inputs(args, log=note)
     summary = generate(config, out, force=args.force, sweep=sweep_json(sweep) if sweep else None,
                        report=not args.no_report, inputs=model_inputs(args), log=note)
     print(summary_text(summary))
