@@ -172,12 +172,12 @@ def periphery(rtl_dir: Path) -> dict:
     rtl_dir = Path(rtl_dir)
     status: dict = {"label": LABEL, "liberty": f"templates/{LIBERTY}", "measured": False, "modules": [],
                     "total_area_um2": None, "yosys": None, "reason": None, "how_to_enable": None}
+    tiles = _tiles_per_module(rtl_dir)                 # refuses a manifest naming missing files
     if not sorted(rtl_dir.glob("*.v")):
         status["reason"] = f"no Verilog in {rtl_dir.name}/ (the periphery RTL is not in this folder)"
         status["how_to_enable"] = ("run 'codesign generate' with the RTL generator to write rtl/, "
                                    "then 'codesign report DIR'")
         return status
-    tiles = _tiles_per_module(rtl_dir)
     try:
         results = synthesize_rtl(rtl_dir)
     except ToolNotFound as exc:

@@ -1,6 +1,7 @@
 """Parameter files: read back by Icarus ($readmemh, `include, the SV package) and by a C compiler."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -119,3 +120,128 @@ def test_params_json_lists_every_tile(generated):
             assert (out / "params" / listed["mem"]).is_file()
             assert listed["converted_columns"] == sum(1 for b in tile.adc_bits if b)
             assert listed["bits_histogram"] == [sum(1 for b in tile.adc_bits if b == n) for n in range(max(tile.adc_bits) + 1)]
+
+
+# --- names from a model file cannot inject into the files -----------------------------------------
+
+HOSTILE_NAMES = [
+    'a\n`include "x"\n',                       # a new line with a directive
+    '*/ #error injected /*',                   # closes a C comment
+    'q"uote\\back\\',                           # quote, a backslash at the end
+    'line\u2028sep\u2029par\x85nel\x0bvt\x0cff',  # Unicode and other line breaks
+    'cr\rlf\r\n`define CODESIGN_X 1',
+    'tab\tnul\x00esc\x1b[2J',
+    "apo'strophe */ // /* `timescale 1ns/1ps",
+    '\\\n#error spliced',                      # backslash-newline continues a // comment in C
+    'tri??/\n#error trigraph',
+    'features.0', 'features_0', 'FEATURES-0',  # the same identifier after sanitising
+    'é' * 300,                                 # nothing left of it, and long
+    '0' * 300,
+]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    from codesign.config import HardwareConfig
+    from codesign.params import identifiers, write_params
+
+    base = analyze(load_model(None), CrossbarConfig(rows=64, cols=72)).to_config()
+    template = base.layer("features.2")
+    layers = [template.model_copy(update={"name": name}) for name in HOSTILE_NAMES]
+    config = HardwareConfig(crossbar=base.crossbar, layers=layers)
+    out = tmp_path_factory.mktemp("hostile") / "params"
+    write_params(config, out)
+    (out / "x").write_text("this is not Verilog\n")       # an injected `include "x" would fail to compile
+    return config, out, identifiers([layer.key for layer in layers])
+
+
+def test_hostile_names_get_distinct_recorded_identifiers(hostile):
+    config, out, idents = hostile
+    assert len(set(idents.values())) == len(HOSTILE_NAMES)
+    assert [idents[n] for n in ("features.0", "features_0", "FEATURES-0")] == ["FEATURES_0", "FEATURES_0_2",
+                                                                                  "FEATURES_0_3"]
+    assert all(re.fullmatch(r"[A-Z][A-Z0-9_]{0,47}", ident) for ident in idents.values())
+    listed = {entry["key"]: entry["ident"] for entry in json.loads((out / "params.json").read_text())["layers"]}
+    assert listed == idents
+
+
+def test_hostile_names_stay_inside_comments(hostile):
+    config, out, idents = hostile
+    benign = (out.parent / "benign")
+    from codesign.config import HardwareConfig
+    from codesign.params import write_params
+
+    write_params(HardwareConfig(crossbar=config.crossbar, layers=[
+        layer.model_copy(update={"name": f"l{i}"}) for i, layer in enumerate(config.layers)]), benign)
+    for i, layer in enumerate(config.layers):
+        stem = idents[layer.key].lower()
+        for name in (f"{stem}.vh", f"{stem}/tile_000.mem", f"{stem}/tile_000.skip.mem"):
+            text = (out / name).read_text()
+            assert len(text.splitlines()) == len((benign / name.replace(stem, f"l{i}")).read_text().splitlines())
+            assert all(c.isprintable() and c.isascii() for line in text.splitlines() for c in line)
+    for name in ("codesign_pkg.sv", "codesign_params.h"):
+        text = (out / name).read_text()
+        assert len(text.splitlines()) == len((benign / name).read_text().splitlines())
+        assert all(c.isprintable() and c.isascii() for line in text.splitlines() for c in line)
+        assert "*/" not in "".join(line.split("/*", 1)[1].rsplit("*/", 1)[0] for line in text.splitlines()
+                                   if line.lstrip().startswith("/* layer"))
+
+
+def test_icarus_reads_hostile_headers_and_memories_unchanged(hostile, tmp_path):
+    config, out, idents = hostile
+    tool = iverilog()
+    for layer in config.layers:
+        stem = idents[layer.key].lower()
+        geo = config.geometry(layer)
+        tile = layer.tiles[0]
+        tb = tmp_path / "tb.v"
+        tb.write_text(f"""
+module tb;
+  `include "{stem}.vh"
+  reg [CFG_WORD_WIDTH-1:0] cfg [0:XBAR_COLS-1];
+  reg [XBAR_COLS-1:0] skip [0:0];
+  integer p;
+  initial begin
+    $readmemh("{out}/{stem}/tile_000.mem", cfg);
+    $readmemh("{out}/{stem}/tile_000.skip.mem", skip);
+    $display("%0d %0d %0d %0d", MATRIX_ROWS, MATRIX_COLS, XBAR_COLS, TILES);
+    for (p = 0; p < XBAR_COLS; p = p + 1)
+      $display("%0d %0d %0d", cfg[p][CFG_BITS_WIDTH-1:0], cfg[p][CFG_WORD_WIDTH-1:CFG_BITS_WIDTH], skip[0][p]);
+    $finish;
+  end
+endmodule
+""")
+        subprocess.run([str(tool.path), "-g2012", "-I", str(out), "-o", str(tmp_path / "tb.vvp"), str(tb)],
+                       check=True, capture_output=True, text=True)
+        done = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, capture_output=True, text=True)
+        assert "warning" not in done.stdout.lower() + done.stderr.lower(), done
+        lines = done.stdout.split("\n")
+        assert lines[0].split() == [str(v) for v in (layer.matrix.rows, layer.matrix.cols, geo.cols, len(layer.tiles))]
+        expected = [(b, k, int(b == 0)) for b, k in zip(tile.adc_bits, tile.adc_shift)]
+        expected += [(0, 0, 1)] * (geo.cols - len(tile.adc_bits))
+        assert [tuple(int(v) for v in line.split()) for line in lines[1:1 + geo.cols]] == expected
+
+
+def test_hostile_systemverilog_package_and_c_header_compile_unchanged(hostile, tmp_path):
+    config, out, idents = hostile
+    names = [idents[layer.key] for layer in config.layers]
+    tb = tmp_path / "use_pkg.sv"
+    shown = " ".join(f"{n}_MATRIX_ROWS, {n}_TILES" for n in names)
+    tb.write_text(f'module use_pkg; import codesign_pkg::*; initial $display("{" ".join(["%0d %0d"] * len(names))}", '
+                  f'{shown.replace(" ", ", ").replace(",,", ",")}); endmodule\n')
+    subprocess.run([str(iverilog().path), "-g2012", "-o", str(tmp_path / "p.vvp"), str(out / "codesign_pkg.sv"),
+                    str(tb)], check=True, capture_output=True, text=True)
+    got = subprocess.run(["vvp", "-n", str(tmp_path / "p.vvp")], check=True, capture_output=True, text=True).stdout
+    expected = [str(v) for layer in config.layers for v in (layer.matrix.rows, len(layer.tiles))]
+    assert got.split()[:len(expected)] == expected
+    program = tmp_path / "main.c"
+    program.write_text('#include <stdio.h>\n#include "codesign_params.h"\nint main(void) {\n'
+                       + "".join(f'    printf("%u %u %u\\n", (unsigned){n}_MATRIX_ROWS, (unsigned){n}_TILES, '
+                                 f'(unsigned){n}_TILE_CFG[0][0]);\n' for n in names)
+                       + "    return 0;\n}\n")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, "-std=c99", "-Wall", "-Wextra", "-Wcomment", "-Werror", "-trigraphs", "-I", str(out),
+                    "-o", str(tmp_path / "m"), str(program)], check=True)
+    lines = subprocess.run([str(tmp_path / "m")], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert lines == [f"{layer.matrix.rows} {len(layer.tiles)} {WORD.pack(layer.tiles[0].adc_bits[0], 0)}"
+                     for layer in config.layers]
