@@ -63,12 +63,21 @@ def parse_json(text: str, source: str, fix: str) -> Any:
                             f"{fix}") from None
     except RecursionError:
         raise CodesignError(f"{source}: JSON nested too deeply to be a codesign file; {fix}") from None
+    except ValueError as exc:                    # an integer of more than 4300 digits
+        raise CodesignError(f"{source}: not a JSON file codesign can read ({exc}); {fix}") from None
 
 
 def inside(path: str | Path, folder: str | Path) -> bool:
     """Whether ``path`` is ``folder`` or lies inside it, as given or with symbolic links resolved."""
     forms = lambda p: {os.path.abspath(p), os.path.realpath(p)}
     return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for p in forms(path) for f in forms(folder))
+
+
+def within(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` stays inside ``folder`` with every symbolic link resolved (a file named by a
+    folder's own manifest must)."""
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def check_outside_inputs(out: str | Path, inputs: Iterable[Optional[str | Path]], flag: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from .config import HardwareConfig, load_config
 from .cost import (COMPONENTS, DESIGN_LABELS, ISAAC_CITATION, ISAAC_NODE_NM, SCALING_SOURCE, CostSettings,
@@ -387,7 +388,41 @@ def load_folder(folder: Path) -> tuple[HardwareConfig, Optional[dict]]:
     config = load_config(path)
     sweep_path = folder / "search.json"
     sweep = read_json(sweep_path, "rerun 'codesign generate --search'") if sweep_path.is_file() else None
+    if sweep is not None:
+        try:
+            _Sweep.model_validate(sweep)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise CodesignError(f"{sweep_path} is not a sweep codesign wrote ({'.'.join(map(str, err['loc']))}: "
+                                f"{err['msg']}); rerun 'codesign generate --search'") from None
     return config, sweep
+
+
+class _SweepPoint(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    rows: StrictInt = Field(ge=1)
+    cols: StrictInt = Field(ge=1)
+    tiles: StrictInt = Field(ge=0)
+    energy_pj: float
+    area_um2: float
+    objective: float
+
+
+class _Sweep(BaseModel):
+    """The parts of ``search.json`` the report reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    objective: str
+    points: list[_SweepPoint] = Field(alias="global", min_length=1)
+    best: _SweepPoint
+
+    @model_validator(mode="after")
+    def _best_is_a_point(self) -> "_Sweep":
+        if (self.best.rows, self.best.cols) not in {(p.rows, p.cols) for p in self.points}:
+            raise ValueError("the best size is not among the sizes swept")
+        return self
 
 
 def write_report(folder: Path, settings: Optional[CostSettings] = None, calibrated: Optional[Path] = None,

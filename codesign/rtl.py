@@ -202,7 +202,7 @@ class _Manifest(_Entry):
 def load_manifest(root: Path) -> dict:
     """``root/rtl/manifest.json``, refused (one line) if it is not shaped as :func:`write_rtl` writes
     it or names files outside ``root`` or missing."""
-    from .files import inside, read_json
+    from .files import read_json, within
 
     path = root / "rtl" / MANIFEST
     manifest = read_json(path, "regenerate the folder")
@@ -216,7 +216,7 @@ def load_manifest(root: Path) -> dict:
     files = [(root / "rtl" / name, f"rtl/{name}") for m in parsed.modules for name in (m.verilog, m.ports)]
     files += [(root / t.cfg_file, t.cfg_file) for layer in parsed.layers for t in layer.tiles]
     for file, given in files:
-        if not inside(file, root):
+        if not within(file, root):
             raise CodesignError(f"{path} names '{given}', outside {root}: regenerate the folder")
         if not file.is_file():
             raise CodesignError(f"{root} has no {given} (named in rtl/manifest.json): "

@@ -391,7 +391,6 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     if vectors < 1:
         raise CodesignError(f"--vectors must be at least 1, not {vectors}")
     folder = Folder.open(root)
-    claim_tree(folder.root, "sim")
     out = folder.root / "sim"
     results_file = out / "results.json"
     results_file.unlink(missing_ok=True)            # never leave an earlier verdict behind
@@ -401,6 +400,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     model = load_folder_model(folder, model_path)
     rng = np.random.default_rng(seed)
     inputs, source = layer_inputs(model, folder.config, vectors, rng)
+    claim_tree(folder.root, "sim")
     shutil.rmtree(out / "work", ignore_errors=True)
     cases = [tile_case(folder, model, ref, inputs[ref.layer], rng) for ref in refs]
     start = time.perf_counter()

@@ -140,6 +140,8 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise CodesignError(f"--set {item}: '{part}' was already set to a value, not a group")
         node[leaf] = value
     return out
 
