@@ -15,20 +15,18 @@ CROSSBAR_DEFAULTS = {"rows": 128, "cols": 128, "cell_bits": 2, "dac_bits": 1}
 
 
 def note(message: str) -> None:
-    """Progress and notes go to stderr, so stdout stays machine-readable."""
-    print(f"codesign: {message}", file=sys.stderr)
+    """Progress and notes go to stderr, so stdout stays machine-readable; one line each."""
+    from .errors import one_line
 
-
-def one_line(message: str) -> str:
-    """``message`` with line breaks and other control characters escaped: names from a model file
-    cannot break an error line (or the terminal)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"codesign: {one_line(message)}", file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with the project's refusal: one line, exit status 1."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from .errors import one_line
+
         print(f"codesign: error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
         sys.exit(1)
 
@@ -445,8 +443,11 @@ def start_training(args: argparse.Namespace, method: str) -> tuple[dict, Path] |
     if not args.out:
         raise_error("--out FILE is required: where to write the checkpoint")
     from .files import check_outside_inputs
+    from .prune.runner import resume_path
 
     check_outside_inputs(args.out, model_inputs(args), "--out")
+    check_outside_inputs(resume_path(Path(args.out)), [getattr(args, "model", None), args.hparams],
+                         "--out (its resume file)")
     return overrides, Path(args.out)
 
 
@@ -639,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    from .errors import CodesignError, Terminated
+    from .errors import CodesignError, Terminated, one_line
 
     try:
         args = build_parser().parse_args(argv)

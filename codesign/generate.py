@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .config import HardwareConfig
+from .errors import one_line
 
 
 def config_stats(config: HardwareConfig) -> list[dict]:
@@ -57,7 +58,7 @@ def format_table(stats: list[dict]) -> str:
                              mean_bits=None)]:
         saved = row["conversions_without_skip"] - row["conversions"]
         lines.append((
-            row["name"], row["kind"],
+            one_line(row["name"]), row["kind"],
             f"{row['matrix'][0]}×{row['matrix'][1]}" if row["matrix"] else "",
             f"{row['rows']}×{row['cols']}" if row["rows"] else "",
             str(row["tiles"]), str(row["empty_tiles"]), str(row["columns"]), str(row["skipped_columns"]),

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import __version__
 from .config import HardwareConfig, LayerConfig
-from .errors import CodesignError
+from .errors import CodesignError, one_line
 from .mapping import Geometry
 
 MANIFEST = "manifest.json"
@@ -250,7 +250,7 @@ def rtl_summary_text(summary: dict) -> str:
     table = []
     for row in summary["layers"]:
         saved = row["sum_without_skip"] - row["sum_cycles"]
-        table.append((row["name"], str(row["tiles"]), str(row["max_cycles"]), str(row["max_without_skip"]),
+        table.append((one_line(row["name"]), str(row["tiles"]), str(row["max_cycles"]), str(row["max_without_skip"]),
                       str(row["max_uniform"]), str(row["sum_cycles"]), _share(saved, row["sum_without_skip"])))
     total = summary["total"]
     table.append(("total", str(sum(row["tiles"] for row in summary["layers"])), "", "", "",

@@ -2,6 +2,7 @@
 is left behind, and a config, folder or option that looks valid but is not is refused by name."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -224,6 +225,22 @@ def test_generate_reports_each_stage(capsys, tmp_path):
     for stage in ("analysing 5 crossbar matrices", "writing parameter files of 5 layers",
                   "generating RTL module 1 of 1", "writing report/"):
         assert stage in err
+
+
+def test_hostile_layer_names_stay_in_their_table_rows(capsys, tmp_path):
+    names = ["a\n| x | y |\n# injected", "b<script>alert(1)</script>*[l](javascript:x)", "c\x1b[2J"]
+    torch.save({f"{name}.weight": torch.ones(4, 3) for name in names}, tmp_path / "m.pt")
+    assert main(["analyze", "--model", str(tmp_path / "m.pt")]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and len(printed.splitlines()) == 2 + len(names) + 2 + 3
+    out = tmp_path / "o"
+    assert main(["generate", "--model", str(tmp_path / "m.pt"), "--out", str(out), "--no-report"]) == 0
+    assert main(["report", str(out), "--no-synth"]) == 0
+    markdown = (out / "report" / "report.md").read_text()
+    assert not [line for line in markdown.splitlines() if line.startswith("# injected") or "<script>" in line]
+    assert "\\<script\\>" in markdown and not re.search(r"(?<!\\)\]\(javascript", markdown)
+    html = (out / "report" / "report.html").read_text()
+    assert "<script>" not in html
 
 
 def test_an_error_naming_a_hostile_layer_stays_one_line(capsys, tmp_path):

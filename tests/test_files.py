@@ -190,6 +190,29 @@ def test_a_signal_during_generate_leaves_nothing(tmp_path, sig, status):
     assert run("generate", "--out", str(out), "--no-report").returncode == 0
 
 
+def test_sigterm_during_report_leaves_the_earlier_report(tmp_path):
+    out = tmp_path / "o"
+    assert run("generate", "--out", str(out), "--no-report").returncode == 0
+    assert run("report", str(out), "--no-synth").returncode == 0
+    before = {p: p.read_bytes() for p in (out / "report").iterdir()}
+    proc = subprocess.Popen([sys.executable, "-m", "codesign", "report", str(out), "--no-synth"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(f"{STAGE_PREFIX}*/report")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.terminate()
+    assert proc.wait(60) == 143, proc.stderr.read()
+    assert {p: p.read_bytes() for p in (out / "report").iterdir()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".codesign-stage") or p.name == LOCK]
+
+
+def test_the_resume_file_of_prune_may_not_be_an_input(tmp_path, capsys):
+    model = tmp_path / "p.resume.pt"
+    model.write_bytes(b"x")
+    assert main(["prune", "--method", "dub", "--model", str(model), "--out", str(tmp_path / "p.pt")]) == 1
+    assert "its resume file" in error_line(capsys.readouterr().err) and model.read_bytes() == b"x"
+
+
 def test_unwritable_out_is_one_line(tmp_path):
     for out in ("/proc/codesign-out", "/proc/self/status/x"):
         done = run("generate", "--out", out, "--no-report")

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,24 +34,19 @@ def test_names():
     assert identifier("3x") == "L_3X" and tile_name(7, 12) == "tile_007" and tile_name(7, 1200) == "tile_0007"
 
 
-def test_icarus_reads_headers_and_memories(generated, tmp_path):
-    config, out = generated
-    tool = iverilog()
-    for layer in config.layers:
-        stem = file_stem(layer.key)
-        geo = config.geometry(layer)
-        for index in (0, len(layer.tiles) - 1):
-            name = tile_name(index, len(layer.tiles))
-            tb = tmp_path / "tb.v"
-            tb.write_text(f"""
+def icarus_read_back(params: Path, stem: str, tile: str, tmp_path: Path) -> tuple[list[str], list[tuple]]:
+    """Icarus `include's ``<stem>.vh`` and $readmemh's the tile's two memories: the header's
+    MATRIX_ROWS, MATRIX_COLS, XBAR_ROWS, XBAR_COLS, SLICES, TILES and per physical column (b, k, skip)."""
+    tb = tmp_path / "tb.v"
+    tb.write_text(f"""
 module tb;
   `include "{stem}.vh"
   reg [CFG_WORD_WIDTH-1:0] cfg [0:XBAR_COLS-1];
   reg [XBAR_COLS-1:0] skip [0:0];
   integer p;
   initial begin
-    $readmemh("{out}/params/{stem}/{name}.mem", cfg);
-    $readmemh("{out}/params/{stem}/{name}.skip.mem", skip);
+    $readmemh("{params}/{stem}/{tile}.mem", cfg);
+    $readmemh("{params}/{stem}/{tile}.skip.mem", skip);
     $display("%0d %0d %0d %0d %0d %0d", MATRIX_ROWS, MATRIX_COLS, XBAR_ROWS, XBAR_COLS, SLICES, TILES);
     for (p = 0; p < XBAR_COLS; p = p + 1)
       $display("%0d %0d %0d", cfg[p][CFG_BITS_WIDTH-1:0], cfg[p][CFG_WORD_WIDTH-1:CFG_BITS_WIDTH], skip[0][p]);
@@ -58,18 +54,30 @@ module tb;
   end
 endmodule
 """)
-            subprocess.run([str(tool.path), "-g2012", "-I", str(out / "params"), "-o", str(tmp_path / "tb.vvp"),
-                            str(tb)], check=True, capture_output=True, text=True)
-            lines = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, capture_output=True,
-                                   text=True).stdout.split("\n")
-            assert lines[0].split() == [str(v) for v in (layer.matrix.rows, layer.matrix.cols, geo.rows, geo.cols,
-                                                         geo.slices, len(layer.tiles))]
-            tile = layer.tiles[index]
-            used = len(tile.adc_bits)
-            expected = [(b, k, int(b == 0)) for b, k in zip(tile.adc_bits, tile.adc_shift)]
-            expected += [(0, 0, 1)] * (geo.cols - used)
-            got = [tuple(int(v) for v in line.split()) for line in lines[1:1 + geo.cols]]
-            assert got == expected
+    subprocess.run([str(iverilog().path), "-g2012", "-I", str(params), "-o", str(tmp_path / "tb.vvp"), str(tb)],
+                   check=True, capture_output=True, text=True)
+    done = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, capture_output=True, text=True)
+    assert "warning" not in (done.stdout + done.stderr).lower(), done
+    lines = done.stdout.split("\n")
+    return lines[0].split(), [tuple(int(v) for v in line.split()) for line in lines[1:] if line.strip()]
+
+
+def expected_words(tile, cols: int) -> list[tuple]:
+    """(b, k, skipped) of every physical column of a tile; unused columns are (0, 0, 1)."""
+    return ([(b, k, int(b == 0)) for b, k in zip(tile.adc_bits, tile.adc_shift)]
+            + [(0, 0, 1)] * (cols - len(tile.adc_bits)))
+
+
+def test_icarus_reads_headers_and_memories(generated, tmp_path):
+    config, out = generated
+    for layer in config.layers:
+        geo = config.geometry(layer)
+        for index in (0, len(layer.tiles) - 1):
+            header, words = icarus_read_back(out / "params", file_stem(layer.key), tile_name(index, len(layer.tiles)),
+                                             tmp_path)
+            assert header == [str(v) for v in (layer.matrix.rows, layer.matrix.cols, geo.rows, geo.cols, geo.slices,
+                                               len(layer.tiles))]
+            assert words[:geo.cols] == expected_words(layer.tiles[index], geo.cols)
 
 
 def test_systemverilog_package_compiles(generated, tmp_path):
@@ -189,37 +197,12 @@ def test_hostile_names_stay_inside_comments(hostile):
 
 def test_icarus_reads_hostile_headers_and_memories_unchanged(hostile, tmp_path):
     config, out, idents = hostile
-    tool = iverilog()
     for layer in config.layers:
-        stem = idents[layer.key].lower()
         geo = config.geometry(layer)
-        tile = layer.tiles[0]
-        tb = tmp_path / "tb.v"
-        tb.write_text(f"""
-module tb;
-  `include "{stem}.vh"
-  reg [CFG_WORD_WIDTH-1:0] cfg [0:XBAR_COLS-1];
-  reg [XBAR_COLS-1:0] skip [0:0];
-  integer p;
-  initial begin
-    $readmemh("{out}/{stem}/tile_000.mem", cfg);
-    $readmemh("{out}/{stem}/tile_000.skip.mem", skip);
-    $display("%0d %0d %0d %0d", MATRIX_ROWS, MATRIX_COLS, XBAR_COLS, TILES);
-    for (p = 0; p < XBAR_COLS; p = p + 1)
-      $display("%0d %0d %0d", cfg[p][CFG_BITS_WIDTH-1:0], cfg[p][CFG_WORD_WIDTH-1:CFG_BITS_WIDTH], skip[0][p]);
-    $finish;
-  end
-endmodule
-""")
-        subprocess.run([str(tool.path), "-g2012", "-I", str(out), "-o", str(tmp_path / "tb.vvp"), str(tb)],
-                       check=True, capture_output=True, text=True)
-        done = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, capture_output=True, text=True)
-        assert "warning" not in done.stdout.lower() + done.stderr.lower(), done
-        lines = done.stdout.split("\n")
-        assert lines[0].split() == [str(v) for v in (layer.matrix.rows, layer.matrix.cols, geo.cols, len(layer.tiles))]
-        expected = [(b, k, int(b == 0)) for b, k in zip(tile.adc_bits, tile.adc_shift)]
-        expected += [(0, 0, 1)] * (geo.cols - len(tile.adc_bits))
-        assert [tuple(int(v) for v in line.split()) for line in lines[1:1 + geo.cols]] == expected
+        header, words = icarus_read_back(out, idents[layer.key].lower(), "tile_000", tmp_path)
+        assert header == [str(v) for v in (layer.matrix.rows, layer.matrix.cols, geo.rows, geo.cols, geo.slices,
+                                           len(layer.tiles))]
+        assert words[:geo.cols] == expected_words(layer.tiles[0], geo.cols)
 
 
 def test_hostile_systemverilog_package_and_c_header_compile_unchanged(hostile, tmp_path):
