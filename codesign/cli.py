@@ -285,9 +285,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generate import generate, summary_text
-
     from .files import check_outside_inputs, check_replaceable
+    from .generate import generate, summary_text
 
     out = Path(args.out)
     check_outside_inputs(out, model_inputs(args), "--out")
