@@ -654,6 +654,7 @@ def test_odd_tensors(fuzz):
                 "scales": data.draw(st.sampled_from([{}, {"fc": torch.ones(3)}, {"fc": "x"}, [], None])),
                 "masks": {}, "meta": data.draw(st.sampled_from([{}, [], {"crossbar": {"rows": 0}}, None,
                                                                {"crossbar": "x"}]))}
+            wrap += " " + ", ".join(f"{k}={state[k]!r}" for k in ("arch", "weight_bits", "input_bits", "meta"))
         elif wrap == "state_dict-key":
             state = {"state_dict": state, "epoch": 3}
         buffer = io.BytesIO()
