@@ -16,7 +16,8 @@ import numpy as np
 from .config import MAX_ADC_BITS, CrossbarConfig, HardwareConfig, LayerConfig, MatrixShape, TileConfig
 from .errors import CodesignError
 from .ingest import LayerSpec, ModelSpec
-from .mapping import Geometry, TileRange, _block_sums, ceil_div, default_tiles, lossless_bits
+from .mapping import (Geometry, TileRange, _block_sums, adcs_problem, ceil_div, default_tiles, lossless_bits,
+                      max_adcs)
 
 SEARCH_SIZES = (32, 64, 128, 256, 512)
 
@@ -34,6 +35,8 @@ def make_geometry(spec: LayerSpec, crossbar: CrossbarConfig) -> Geometry:
                             input_bits=spec.input_bits, adcs=crossbar.adcs)
     except ValueError as exc:
         raise CodesignError(f"layer '{spec.key}': {exc}") from None
+    if problem := adcs_problem(geometry):
+        raise CodesignError(f"layer '{spec.key}': {problem} (choose --adcs {max_adcs(geometry.cols)} or fewer)")
     if geometry.uniform_bits > MAX_ADC_BITS:
         raise CodesignError(
             f"layer '{spec.key}': a dense column of {geometry.rows} rows with {geometry.cell_bits}-bit cells and "

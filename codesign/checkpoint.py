@@ -51,7 +51,6 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
     """Write atomically: a failure never leaves a half-written file at ``path``."""
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)
+    from .files import write_file
+
+    write_file(path, lambda file: torch.save(checkpoint, file), force=True)

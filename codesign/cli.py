@@ -19,8 +19,66 @@ PERIPHERY_OPTIONS = {"adc_interface": "adc_interface", "clock": "clock_hz", "adc
 
 
 def note(message: str) -> None:
-    """Progress and notes go to stderr, so stdout stays machine-readable."""
-    print(f"codesign: {message}", file=sys.stderr)
+    """Progress and notes go to stderr, so stdout stays machine-readable; one line each."""
+    from .errors import one_line
+
+    print(f"codesign: {one_line(message)}", file=sys.stderr)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's refusal: one line, exit status 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from .errors import one_line
+
+        print(f"codesign: error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(1)
+
+
+# --- numeric options: argparse types with the ranges of the configs -----------------------------
+
+def integer(low: int | None = None, high: int | None = None, *, config: str | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low``…``high``, or in the range the pydantic field ``config``
+    (``"Model.field"`` of :mod:`codesign.config`) allows — looked up when an option is given, so
+    ``--help`` imports nothing and the config stays the one source of the rule."""
+    def parse(text: str) -> int:
+        lo, hi = low, high
+        if config:
+            from . import config as configs
+
+            model, field = config.split(".")
+            lo, hi = configs.field_range(getattr(configs, model), field)
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f"{lo}…{hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {span}")
+        return value
+
+    return parse
+
+
+def number(low: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number, at least ``low``."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range: give at least {low:g}")
+        return value
+
+    return parse
+
+
+SEED = integer(0, 2**32 - 1)
 
 
 # --- shared options ---------------------------------------------------------------------------
@@ -30,11 +88,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="FILE",
                        help="codesign checkpoint, state_dict, safetensors, TorchScript, torch.export .pt2 or ONNX file, "
                             "float or quantized (default: the bundled digits CNN)")
-    group.add_argument("--weight-bits", type=int, metavar="WB",
-                       help="two's-complement weight bits (default: the checkpoint's, else what a quantized "
+    group.add_argument("--weight-bits", type=integer(config="LayerConfig.weight_bits"), metavar="WB",
+                       help="two's-complement weight bits, 2–16 (default: the checkpoint's, else what a quantized "
                             "model's integers need, else 8)")
-    group.add_argument("--input-bits", type=int, metavar="A",
-                       help="unsigned activation bits (default: the checkpoint's, else 8)")
+    group.add_argument("--input-bits", type=integer(config="LayerConfig.input_bits"), metavar="A",
+                       help="unsigned activation bits, 1–16 (default: the checkpoint's, else 8)")
     group.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")
     group.add_argument("--trust-pickle", action="store_true",
                        help="allow a pickled full nn.Module (unpickling can run code: only for files you trust)")
@@ -44,29 +102,42 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_crossbar_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("crossbar (docs/design.md §3)")
-    group.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
-    group.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
-    group.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
-    group.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
-    group.add_argument("--adcs", type=int, metavar="N",
+    add_geometry_args(group)
+    group.add_argument("--adcs", type=integer(config="CrossbarConfig.adcs"), metavar="N",
                        help="ADCs per crossbar, 1 … cols (default: one per 128 columns)")
     group.add_argument("--search", nargs="?", const="global", choices=("global", "layer"),
                        help="sweep rows and cols over 32–512 and keep the best size globally (default) "
                             "or per layer")
     group.add_argument("--config", metavar="FILE", help="use this (edited) hw_config.json instead of the analysis")
+    group.add_argument("--allow-model-mismatch", action="store_true",
+                       help="use a --config made for another model file (its bits may not be lossless here)")
     periphery = parser.add_argument_group("periphery (docs/periphery.md)")
     periphery.add_argument("--adc-interface", choices=("macro", "sar"),
                            help="macro: asynchronous ADC macros started once per conversion (default); "
                                 "sar: the synchronous SAR controller, one comparison per clock cycle")
-    periphery.add_argument("--clock", type=float, metavar="HZ", help="digital clock, at most 1e9 (default 1e9)")
-    periphery.add_argument("--adc-rate", type=float, metavar="HZ",
+    periphery.add_argument("--clock", type=number(0), metavar="HZ", help="digital clock, at most 1e9 (default 1e9)")
+    periphery.add_argument("--adc-rate", type=number(0), metavar="HZ",
                            help="macro: conversions per second of one ADC (default 1.2e9, ISAAC's)")
-    periphery.add_argument("--stream-bits", type=int, metavar="W",
+    periphery.add_argument("--stream-bits", type=integer(config="PeripheryConfig.stream_bits"), metavar="W",
                            help="AXI4-Stream data width, one result up to 128 (default 128)")
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
-    """Model and HardwareConfig from the command line; the sweep too when ``--search`` ran."""
+def add_geometry_args(group: Any) -> None:
+    """--rows, --cols, --cell-bits, --dac-bits with the ranges of ``CrossbarConfig``."""
+    group.add_argument("--rows", type=integer(config="CrossbarConfig.rows"), metavar="R",
+                       help="wordlines per crossbar (default 128)")
+    group.add_argument("--cols", type=integer(config="CrossbarConfig.cols"), metavar="C",
+                       help="physical columns per crossbar, at least 2·S (default 128)")
+    group.add_argument("--cell-bits", type=integer(config="CrossbarConfig.cell_bits"), metavar="c",
+                       help="bits per cell, 1–4 (default 2)")
+    group.add_argument("--dac-bits", type=integer(config="CrossbarConfig.dac_bits"), metavar="v",
+                       help="input bits per cycle, 1–input bits (default 1)")
+
+
+def load_inputs(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None
+                ) -> tuple[Any, Any, dict | None]:
+    """Model and HardwareConfig from the command line; the sweep too when ``--search`` ran. ``log``
+    gets a line per stage."""
     from .config import check_against_model, load_config
     from .ingest import load_model
 
@@ -93,7 +164,12 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
         show_model_notes(model)
         check_against_model(config, model.layers)
         if config.model and config.model.sha256 != model.info.sha256:
-            note(f"{args.config} was made for another model file ({config.model.path}); its bits may not be lossless here")
+            if not args.allow_model_mismatch:
+                raise_error(f"{args.config} was made for another model file ({config.model.path}, sha256 "
+                            f"{config.model.sha256[:12]}…, not {model.info.path}): give that model with --model, "
+                            f"or pass --allow-model-mismatch (its bits may not be lossless here)")
+            note(f"{args.config} was made for another model file ({config.model.path}); using it for "
+                 f"{model.info.path}, whose bits may not be lossless here")
         # Whatever is written from here on names the model actually used.
         return model, config.model_copy(update={"model": model.info}), None
 
@@ -101,18 +177,18 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict | None]:
         note(BUNDLED_NOTE)
 
     from .analysis import analyze, default_adcs, search
-    from .config import CrossbarConfig
 
     model = load_model(args.model, weight_bits=args.weight_bits, input_bits=args.input_bits,
                        per_channel=args.per_channel, trust_pickle=args.trust_pickle,
                        ignore_unsupported=args.ignore_unsupported)
     show_model_notes(model)
-    values = {name: getattr(args, name) or default
+    values = {name: default if getattr(args, name) is None else getattr(args, name)
               for name, default in default_crossbar(model, bool(args.search)).items()}
-    values["adcs"] = args.adcs or default_adcs(values["cols"])
+    values["adcs"] = default_adcs(values["cols"]) if args.adcs is None else args.adcs
     crossbar = crossbar_config(values)
     sweep = None
     per_layer = None
+    log(f"analysing {len(model.layers)} crossbar matrices ({sum(spec.q.size for spec in model.layers):,} weights)")
     if args.search:
         sweep = search(model, crossbar)
         best = sweep["best"]
@@ -182,27 +258,27 @@ def raise_error(message: str) -> None:
     raise CodesignError(message)
 
 
-def write_atomic(path: Path, write: Callable[[Path], None], force: bool = True) -> None:
-    """Write ``path`` through a temporary sibling renamed at the end: never half-written."""
-    if path.exists() and not force:
-        raise_error(f"{path} exists; pass --force to replace it")
-    if not path.parent.is_dir():
-        raise_error(f"folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def model_inputs(args: argparse.Namespace) -> list[str | None]:
+    """The files a command reads (model, config, hyperparameters, data folders): no output may
+    replace them."""
+    from .ingest import bundled_model_path
+
+    files = [getattr(args, name, None) for name in ("model", "config", "calibrated", "inputs", "hparams", "resume")]
+    data = getattr(args, "data", None)
+    if data and data.split(":", 1)[0] in ("cifar10", "imagefolder") and ":" in data:
+        files.append(data.split(":", 2)[1])
+    if getattr(args, "model", None) is None:
+        files.append(str(bundled_model_path().parent))
+    return files
 
 
 def add_nonideal_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("non-idealities (off by default; README 'The arithmetic')")
-    group.add_argument("--conductance-sigma", type=float, default=0.0, metavar="σ",
+    group.add_argument("--conductance-sigma", type=number(0), default=0.0, metavar="σ",
                        help="log-normal cell variation d·e^θ, θ ~ N(0, σ²), drawn once per cell")
-    group.add_argument("--adc-noise", type=float, default=0.0, metavar="σ",
+    group.add_argument("--adc-noise", type=number(0), default=0.0, metavar="σ",
                        help="Gaussian noise on every ADC input, in units of one cell level at one input LSB")
-    group.add_argument("--seed", type=int, default=0, help="seed of both draws (default 0)")
+    group.add_argument("--seed", type=SEED, default=0, help="seed of both draws (default 0)")
 
 
 def nonideal_from(args: argparse.Namespace) -> Any:
@@ -257,12 +333,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .files import check_outside_inputs, check_replaceable
     from .generate import generate, summary_text
 
-    model, config, sweep = load_inputs(args)
     out = Path(args.out)
+    check_outside_inputs(out, model_inputs(args), "--out")
+    check_replaceable(out, args.force)
+    model, config, sweep = load_inputs(args, log=note)
     summary = generate(config, out, force=args.force, sweep=sweep_json(sweep, args.search) if sweep else None,
-                       report=not args.no_report)
+                       report=not args.no_report, inputs=model_inputs(args), log=note)
     print(summary_text(summary))
     report = ", report/" if "report" in summary["files"] else ""
     print(f"\nwrote {out}/: hw_config.json, params/ ({summary['files']['params']} files), "
@@ -299,6 +378,12 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         raise_error("give --layer NAME --inputs X.npy --out Y.npy (one layer) or --data SPEC (whole-model accuracy)")
     if args.layer is not None and (args.inputs is None or args.out is None):
         raise_error("--layer needs --inputs X.npy and --out Y.npy")
+    from .files import check_outside_inputs, write_file
+
+    if args.out is not None:
+        check_outside_inputs(args.out, model_inputs(args), "--out")
+        if Path(args.out).exists() and not args.force:
+            raise_error(f"{args.out} exists; pass --force to replace it")
     nonideal = nonideal_from(args)
     model, config, _ = load_inputs(args)
     if args.layer is not None:
@@ -310,7 +395,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         layer = config.layer(key)
         x = load_layer_inputs(args.inputs, layer.key, layer.matrix.rows, layer.input_bits)
         y = emulate_layer(model, config, layer.key, x, nonideal)
-        write_atomic(Path(args.out), lambda tmp: np.save(tmp, y))
+        write_file(args.out, lambda file: np.save(file, y), force=args.force, inputs=model_inputs(args))
         note(f"wrote {args.out}: int64 outputs {list(y.shape)} of layer '{layer.key}'")
         return 0
     from .emulate import accuracy_report, format_accuracy_report
@@ -325,19 +410,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from .calibrate import budget_file, format_budget_sweep, format_calibration_report, run_calibrations
 
+    from .files import check_outside_inputs, write_file
+
     budgets = [args.budget] if args.budget is not None else parse_budgets(args.budgets)
-    for budget in budgets:
-        if budget < 0:
-            raise_error(f"--budget must be ≥ 0 percentage points, not {budget:g}")
     out = Path(args.out)
     outs = [out] if args.budget is not None else [budget_file(out, budget) for budget in budgets]
     for path in outs:
+        check_outside_inputs(path, model_inputs(args), "--out")
         if path.exists() and not args.force:
             raise_error(f"{path} exists; pass --force to replace it")
     model, base, _ = load_inputs(args)
     results = run_calibrations(model, base, args.data, budgets, args.search_split, progress=True)
     for path, (config, report) in zip(outs, results):
-        write_atomic(path, lambda tmp: tmp.write_text(config.written_in(path.parent).to_json()), force=args.force)
+        text = config.written_in(path.parent).to_json().encode()
+        write_file(path, lambda file, text=text: file.write(text), force=args.force, inputs=model_inputs(args))
         report["config"] = str(path)
     reports = [report for _, report in results]
     if args.json:
@@ -351,8 +437,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def parse_budgets(text: str) -> list[float]:
     """``--budgets 0.25,0.5,1,2`` → distinct budgets in the order given."""
     try:
-        budgets = [float(item) for item in text.split(",") if item.strip()]
-    except ValueError:
+        budgets = [number(0)(item) for item in text.split(",") if item.strip()]
+    except argparse.ArgumentTypeError:
         raise_error(f"--budgets takes comma-separated numbers (percentage points), e.g. 0.25,0.5,1,2; not '{text}'")
     if not budgets or len(set(budgets)) != len(budgets):
         raise_error(f"--budgets needs distinct numbers, e.g. 0.25,0.5,1,2; not '{text}'")
@@ -360,10 +446,14 @@ def parse_budgets(text: str) -> list[float]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from .files import locked
     from .simulate import format_results, simulate
 
-    results = simulate(args.dir, simulator=args.sim, vectors=args.vectors, tiles=args.tiles, waves=args.waves,
-                       mode=args.mode, model_path=args.model, seed=args.seed, progress=True, log=note)
+    if not Path(args.dir).is_dir():
+        raise_error(f"{args.dir} is not a folder: give the output folder of 'codesign generate'")
+    with locked(Path(args.dir), "simulate"):
+        results = simulate(args.dir, simulator=args.sim, vectors=args.vectors, tiles=args.tiles, waves=args.waves,
+                           mode=args.mode, model_path=args.model, seed=args.seed, progress=True, log=note)
     print(format_results(results))
     note(f"wrote {Path(args.dir) / 'sim' / 'results.json'}")
     return 0 if results["passed"] else 1
@@ -391,17 +481,17 @@ def add_training_args(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument("--force", action="store_true",
                        help="replace an existing --out" + (" (and the FILE-stem.dense.pt a zoo --model is trained "
                                                           "into first)" if command == "prune" else ""))
-    group.add_argument("--epochs", type=int, metavar="N", help=(
+    group.add_argument("--epochs", type=integer(1), metavar="N", help=(
         "epochs of every training phase, the dense pre-training of a zoo --model included (default: the method's)"
         if command == "prune" else "training epochs (default: 40 for digits, 200 for other data)"))
-    group.add_argument("--seed", type=int, metavar="S", help="seed of initialisation, batch order and noise (default 0)")
+    group.add_argument("--seed", type=SEED, metavar="S", help="seed of initialisation, batch order and noise (default 0)")
     example = "finetune.lr=0.005" if command == "prune" else "train.lr=0.001"
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help=f"override a hyperparameter, e.g. {example} (repeatable; see --show-hparams)")
     group.add_argument("--hparams", metavar="FILE", help="JSON file of hyperparameter overrides")
     group.add_argument("--show-hparams", action="store_true", help="print the hyperparameters as JSON and exit")
     group.add_argument("--resume", metavar="FILE", help="continue the interrupted run saved in FILE")
-    group.add_argument("--threads", type=int, metavar="N",
+    group.add_argument("--threads", type=integer(1), metavar="N",
                        help="PyTorch CPU threads while training (default: 1 for models under a million "
                             "parameters, else all cores)")
 
@@ -429,9 +519,12 @@ def start_training(args: argparse.Namespace, method: str, also_written: tuple[Pa
         raise_error("--set, --hparams and --epochs are fixed by the run being resumed: drop them")
     if not args.out:
         raise_error("--out FILE is required: where to write the checkpoint")
-    if args.threads is not None and args.threads < 1:
-        raise_error(f"--threads must be at least 1, not {args.threads}")
+    from .files import check_outside_inputs
+    from .prune.runner import resume_path
+
     out = Path(args.out)
+    check_outside_inputs(out, model_inputs(args), "--out")
+    check_outside_inputs(resume_path(out), [getattr(args, "model", None), args.hparams], "--out (its resume file)")
     existing = [path for path in (out, *also_written) if path.exists()]
     if existing and not args.force:
         raise_error(f"{existing[0]} exists; pass --force to replace it")
@@ -502,7 +595,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="codesign",
         description="Crossbar accelerator co-design: per-column ADC resolution, periphery RTL, verification, reports.")
     parser.add_argument("--version", action="version", version=f"codesign {__version__}")
@@ -534,10 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", metavar="DIR", help="output folder of 'codesign generate' (holds hw_config.json)")
     report.add_argument("--adc-model", choices=("isaac", "walden", "murmann", "zigzag", "neurosim-sar"),
                         help="ADC model of the headline figures (default isaac; the band shows all)")
-    report.add_argument("--tech-nm", type=float, metavar="NM", help="technology node in nm (default 32, ISAAC's)")
-    report.add_argument("--sample-rate", type=float, metavar="HZ",
+    report.add_argument("--tech-nm", type=number(), metavar="NM", help="technology node in nm (default 32, ISAAC's)")
+    report.add_argument("--sample-rate", type=number(), metavar="HZ",
                         help="conversions per second of one ADC (default 1.2e9, ISAAC's)")
-    report.add_argument("--walden-fom", type=float, metavar="FJ",
+    report.add_argument("--walden-fom", type=number(), metavar="FJ",
                         help="Walden FOM in fJ per conversion step at 32 nm (default ISAAC-implied 6.51)")
     report.add_argument("--calibrated", metavar="FILE", nargs="+", action="extend",
                         help="calibrated hw_config.json files with the same tiles (repeatable; e.g. the files of "
@@ -558,9 +651,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(emulate)
     add_crossbar_args(emulate)
     emulate.add_argument("--layer", metavar="NAME", help="layer (module name) to run on --inputs")
-    emulate.add_argument("--group", type=int, default=0, metavar="G", help="convolution group of --layer (default 0)")
+    emulate.add_argument("--group", type=integer(0), default=0, metavar="G", help="convolution group of --layer (default 0)")
     emulate.add_argument("--inputs", metavar="X.npy", help="integer activations [B, K], 0..2^a-1")
     emulate.add_argument("--out", metavar="Y.npy", help="where to write the int64 outputs [B, N]")
+    emulate.add_argument("--force", action="store_true", help="replace an existing --out file")
     emulate.add_argument("--data", metavar="SPEC", help="whole-model accuracy on this dataset (e.g. digits)")
     emulate.add_argument("--split", default="test", choices=("train", "val", "test"),
                          help="split to measure on (default test); activation scales come from train")
@@ -573,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_crossbar_args(calibrate)
     calibrate.add_argument("--data", required=True, metavar="SPEC", help="dataset (e.g. digits)")
     budget = calibrate.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--budget", type=float, metavar="POINTS",
+    budget.add_argument("--budget", type=number(0), metavar="POINTS",
                         help="largest share of search images (percent) whose prediction may change; "
                              "bounds the accuracy drop in percentage points")
     budget.add_argument("--budgets", metavar="P1,P2,…",
@@ -594,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("dir", metavar="DIR", help="output folder of 'codesign generate'")
     simulate.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
                           help="simulator (default icarus; verilator builds for about 20 s, then runs several times faster)")
-    simulate.add_argument("--vectors", type=int, metavar="N", help="input vectors per tile (default 8)")
+    simulate.add_argument("--vectors", type=integer(1), metavar="N", help="input vectors per tile (default 8)")
     simulate.add_argument("--tiles", action="append", metavar="SPEC",
                           help="only these tiles: LAYER, LAYER:I or LAYER:I-J, comma-separated or repeated "
                                "(default all)")
@@ -606,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write waveforms: DIR/sim/waves/<module>.fst (Icarus) or .vcd (Verilator)")
     simulate.add_argument("--model", metavar="FILE",
                           help="the model file (default: the one named in DIR/hw_config.json, checked by sha256)")
-    simulate.add_argument("--seed", type=int, default=0, help="seed of the input draw and back-pressure (default 0)")
+    simulate.add_argument("--seed", type=SEED, default=0, help="seed of the input draw and back-pressure (default 0)")
 
     command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
 
@@ -619,14 +713,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dense codesign checkpoint, state_dict (with --arch), or a zoo architecture to train "
                             "first (default: digits_cnn for --data digits)")
     model.add_argument("--arch", metavar="NAME", help="zoo architecture of a plain state_dict given as --model")
-    model.add_argument("--weight-bits", type=int, metavar="WB", help="two's-complement weight bits (default 8)")
-    model.add_argument("--input-bits", type=int, metavar="A", help="unsigned activation bits (default 8)")
+    model.add_argument("--weight-bits", type=integer(config="LayerConfig.weight_bits"), metavar="WB",
+                       help="two's-complement weight bits (default 8)")
+    model.add_argument("--input-bits", type=integer(config="LayerConfig.input_bits"), metavar="A",
+                       help="unsigned activation bits (default 8)")
     model.add_argument("--per-channel", action="store_true", help="one quantization scale per output channel")
     xbar = prune.add_argument_group("crossbar (docs/design.md §3; tiles during pruning are exactly these)")
-    xbar.add_argument("--rows", type=int, metavar="R", help="wordlines per crossbar (default 128)")
-    xbar.add_argument("--cols", type=int, metavar="C", help="physical columns per crossbar, at least 2·S (default 128)")
-    xbar.add_argument("--cell-bits", type=int, metavar="c", help="bits per cell, 1–4 (default 2)")
-    xbar.add_argument("--dac-bits", type=int, metavar="v", help="input bits per cycle, 1–input bits (default 1)")
+    add_geometry_args(xbar)
     add_training_args(prune, "prune")
 
     train = command("train", cmd_train, "train a zoo architecture from random init into a dense codesign checkpoint")
@@ -635,28 +728,59 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("arch", nargs="?", metavar="ARCH",
                        help="digits_cnn, vgg8, vgg11_cifar, resnet20 or resnet18 (codesign.zoo); required, "
                             "except with --resume (the resumed run names it)")
-    train.add_argument("--weight-bits", type=int, metavar="WB", help="weight bits recorded in the checkpoint (default 8)")
-    train.add_argument("--input-bits", type=int, metavar="A", help="activation bits recorded (default 8)")
+    train.add_argument("--weight-bits", type=integer(config="LayerConfig.weight_bits"), metavar="WB",
+                       help="weight bits recorded in the checkpoint (default 8)")
+    train.add_argument("--input-bits", type=integer(config="LayerConfig.input_bits"), metavar="A",
+                       help="activation bits recorded (default 8)")
     add_training_args(train, "train")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from .errors import CodesignError
+    import signal
 
+    from .errors import CodesignError, Terminated, one_line
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:                     # --help, --version, or a refused option
+        return exc.code if isinstance(exc.code, int) else 1
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)   # SIGTERM cleans up as Ctrl-C does
+    except ValueError:                                        # not the main thread: leave signals alone
+        previous = None
     try:
         return args.func(args) or 0
     except CodesignError as exc:
-        print(f"codesign: error: {exc}", file=sys.stderr)
+        print(f"codesign: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("codesign: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("codesign: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("codesign: error: not enough memory for this input (is a tensor or option far larger than "
+              "intended?)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"codesign: error: {one_line(exc.strerror or str(exc))}{one_line(str(where))}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
         if args.debug:
             raise
-        print(f"codesign: internal error: {type(exc).__name__}: {exc} "
+        print(f"codesign: internal error: {type(exc).__name__}: {one_line(str(exc))} "
               f"(rerun with --debug for the traceback and please report it)", file=sys.stderr)
         return 3
+    finally:
+        from .tools import end_process_groups
+
+        end_process_groups()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import CodesignError
-from .mapping import Geometry, TileRange
+from .mapping import Geometry, TileRange, adcs_problem, max_adcs
 
 SCHEMA_VERSION = 1
 MAX_ADC_BITS = 16   #: Largest ADC resolution a config may ask for.
@@ -28,7 +28,8 @@ AdcShift = Annotated[int, Field(ge=0, le=MAX_ADC_SHIFT)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: 3 is a number of bits, "3", 3.0 and true are not
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CrossbarConfig(_Model):
@@ -46,7 +47,7 @@ class CrossbarConfig(_Model):
 
     @model_validator(mode="after")
     def _adcs_fit(self) -> "CrossbarConfig":
-        if self.adcs > self.cols:
+        if self.adcs > max_adcs(self.cols):
             raise ValueError(f"adcs {self.adcs} exceeds the {self.cols} physical columns of a crossbar: "
                              f"at most one ADC per column")
         return self
@@ -215,6 +216,8 @@ class HardwareConfig(_Model):
                 geo = layer.geometry(self.crossbar)
             except ValueError as exc:
                 raise ValueError(f"layer '{layer.key}': {exc}") from None
+            if problem := adcs_problem(geo):
+                raise ValueError(f"layer '{layer.key}': {problem}")
             for index, tile in enumerate(layer.tiles):
                 where = f"layer '{layer.key}' tile {index}"
                 expected = tile.col_count * geo.phys_per_logical
@@ -275,12 +278,27 @@ def schema_json() -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def field_range(model: type[BaseModel], name: str) -> tuple[Optional[int], Optional[int]]:
+    """The inclusive ``(low, high)`` bounds of an integer field (None where unbounded): the command
+    line's options use them, so a rule lives in one place."""
+    low = high = None
+    for rule in model.model_fields[name].metadata:
+        if hasattr(rule, "ge"):
+            low = rule.ge
+        if hasattr(rule, "gt"):
+            low = rule.gt + 1
+        if hasattr(rule, "le"):
+            high = rule.le
+        if hasattr(rule, "lt"):
+            high = rule.lt - 1
+    return low, high
+
+
 def parse_config(text: str, source: str = "config") -> HardwareConfig:
     """Validate JSON text; any problem becomes one :class:`CodesignError` line."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CodesignError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    from .files import parse_json
+
+    data = parse_json(text, source, "give a hw_config.json as 'codesign analyze --json' writes it")
     try:
         return HardwareConfig.model_validate(data)
     except ValidationError as exc:

@@ -283,6 +283,8 @@ def load_layer_inputs(path: str, key: str, rows: int, input_bits: int) -> np.nda
     try:
         with open(path, "rb") as handle:
             magic = handle.read(6)
+        if magic.startswith(b"PK"):
+            raise CodesignError(f"{path} is a .npz archive; give one array saved with numpy.save (.npy)")
         if magic != b"\x93NUMPY":
             raise CodesignError(f"{path} is not a .npy file (it lacks the NumPy header"
                                 f"{', it is empty' if not magic else ''}); save the inputs with numpy.save")

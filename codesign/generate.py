@@ -1,22 +1,20 @@
 """``codesign generate``: write a complete output folder, or nothing.
 
-``DIR/hw_config.json``, ``DIR/params/``, ``DIR/rtl/`` and ``DIR/summary.{json,txt}`` are written into a
-temporary sibling folder that replaces ``DIR`` only when every stage succeeded.
+``DIR/hw_config.json``, ``DIR/params/``, ``DIR/rtl/``, ``DIR/summary.{json,txt}`` and ``DIR/report/`` are
+staged and replace what codesign wrote in ``DIR`` only when every stage succeeded
+(:func:`codesign.files.output_folder`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
 from .config import HardwareConfig
-from .errors import CodesignError
+from .errors import one_line
 
 
 def config_stats(config: HardwareConfig) -> list[dict]:
@@ -60,7 +58,7 @@ def format_table(stats: list[dict]) -> str:
                              mean_bits=None)]:
         saved = row["conversions_without_skip"] - row["conversions"]
         lines.append((
-            row["name"], row["kind"],
+            one_line(row["name"]), row["kind"],
             f"{row['matrix'][0]}×{row['matrix'][1]}" if row["matrix"] else "",
             f"{row['rows']}×{row['cols']}" if row["rows"] else "",
             str(row["tiles"]), str(row["empty_tiles"]), str(row["columns"]), str(row["skipped_columns"]),
@@ -79,52 +77,29 @@ def histogram_line(histogram: list[int]) -> str:
     return "  ".join(f"{b}b:{n}" for b, n in enumerate(histogram) if n)
 
 
-@contextmanager
-def staged_folder(out: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out`` on success and vanishes on failure."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CodesignError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise CodesignError(f"{out} is not empty; pass --force to replace it")
-    created = [p for p in reversed(out.absolute().parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for parent in reversed(created):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-        raise
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict | None = None,
-             report: bool = True) -> dict:
+             report: bool = True, inputs: Iterable[str | Path | None] = (),
+             log: Callable[[str], None] = lambda message: None) -> dict:
     """Write the output folder for ``config``; returns the summary (also in summary.json).
 
     ``sweep`` (the crossbar-size search, as JSON) is written to ``search.json`` when given;
-    ``report`` writes ``report/`` (:func:`codesign.report.write_report`, default cost settings) last.
+    ``report`` writes ``report/`` (:func:`codesign.report.render_report`, default cost settings)
+    last. The folder is written as :func:`codesign.files.output_folder` does: all or nothing,
+    replacing (with ``force``) only what codesign wrote, never one of the ``inputs``. ``log``
+    gets one line per stage.
     """
+    from .files import output_folder
     from .params import write_params
     from .rtl import write_rtl
 
     config = config.written_in(out)   # the model path relative to out (docs/design.md §4)
     stats = config_stats(config)
-    with staged_folder(out, force) as tmp:
+    tiles = sum(row["tiles"] for row in stats)
+    with output_folder(out, "generate", force=force, inputs=inputs, log=log) as tmp:
         (tmp / "hw_config.json").write_text(config.to_json())
+        log(f"writing parameter files of {len(config.layers)} layers, {tiles} tiles")
         files = write_params(config, tmp / "params")
-        rtl = write_rtl(config, tmp / "rtl", tmp / "params")
+        rtl = write_rtl(config, tmp / "rtl", tmp / "params", log=log)
         if sweep is not None:
             (tmp / "search.json").write_text(json.dumps(sweep, indent=2) + "\n")
         summary = {
@@ -137,9 +112,10 @@ def generate(config: HardwareConfig, out: Path, force: bool = False, sweep: dict
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
         if report:
-            from .report import write_report
+            from .report import render_report
 
-            write_report(tmp)
+            log("writing report/")
+            render_report(tmp, tmp / "report")
             summary["files"]["report"] = "report/"
     return summary
 

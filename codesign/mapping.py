@@ -102,6 +102,21 @@ class Geometry:
         return (j * self.slices + s) * 2 + pol
 
 
+def max_adcs(cols: int) -> int:
+    """Most ADCs a crossbar of ``cols`` physical columns may have: one per physical column (the
+    converted columns are dealt to the ADCs, docs/periphery.md). The one rule for ``--adcs`` and the
+    configs; the CLI, analysis, configs and the periphery all ask here."""
+    return cols
+
+
+def adcs_problem(geometry: Geometry) -> str | None:
+    """Why ``geometry`` has too many ADCs (:func:`max_adcs`), or None."""
+    if geometry.adcs <= max_adcs(geometry.cols):
+        return None
+    return (f"{geometry.adcs} ADCs exceed the {geometry.cols} physical columns of the crossbar: at most one ADC "
+            f"per column")
+
+
 @dataclass(frozen=True)
 class TileRange:
     """The part of a layer matrix held by one crossbar: rows ``[r0, r0+nr)``, columns ``[j0, j0+nc)``."""

@@ -12,6 +12,7 @@ Written into ``DIR/params/``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from importlib import resources
@@ -26,17 +27,69 @@ from .mapping import Geometry, ceil_div
 
 
 def environment() -> jinja2.Environment:
-    """The templates of ``templates/`` (StrictUndefined; HTML templates autoescaped, the others not)."""
+    """The templates of ``templates/`` (StrictUndefined; HTML templates autoescaped, the others not),
+    with the filters that make names from a model file safe in them: ``comment`` (Verilog,
+    SystemVerilog, ``$readmemh`` and C comments) and ``md`` (a Markdown table cell or line)."""
     root = Path(str(resources.files("codesign.templates")))
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                              autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)))
+    env.filters["comment"] = comment_text
+    env.filters["md"] = markdown_text
+    return env
+
+
+#: Characters of a name that are written as ``\uXXXX`` in a comment: those that could end a
+#: comment (``*/``), start one (``/*``), quote, or mean something to a preprocessor (`` ` ``).
+_COMMENT_ESCAPED = {c: f"\\u{ord(c):04x}" for c in "*'`\x7f"}
+
+
+def comment_text(text: str) -> str:
+    """``text`` for the inside of a comment in every language codesign writes (``//`` and ``/* */``
+    in Verilog, SystemVerilog and C, and ``$readmemh`` files): printable ASCII only, everything
+    else JSON-escaped (``\\n``, ``\\u2028``, ``\\"``, ``\\\\``), so a name cannot end the comment,
+    break its line or splice the next one."""
+    return "".join(_COMMENT_ESCAPED.get(c, c) for c in json.dumps(text, ensure_ascii=True)[1:-1])
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` as literal text in a Markdown table cell or line: one line; the characters that
+    could make emphasis, code, a link, HTML or a new table cell backslash-escaped."""
+    text = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in str(value))
+    return re.sub(r"([\\`*<>|]|\](?=[(\[]))", r"\\\1", text)
+
+
+#: Longest identifier written; longer names keep a prefix and a hash of the whole key.
+IDENTIFIER_MAX = 48
 
 
 def identifier(key: str) -> str:
-    """A C/Verilog identifier for a layer key: 'features.3#1' → 'FEATURES_3_G1'."""
+    """A C/Verilog identifier for a layer key: 'features.3#1' → 'FEATURES_3_G1'. Only letters,
+    digits and ``_``, never starting with a digit or ``_``, at most :data:`IDENTIFIER_MAX` long
+    (a long one ends in 8 hex digits of the key's sha256). Different keys may give the same
+    identifier: :func:`identifiers` disambiguates them."""
     name = re.sub(r"[^0-9A-Za-z]+", "_", key.replace("#", "_g")).strip("_").upper() or "LAYER"
-    return name if not name[0].isdigit() else "L_" + name
+    name = name if not name[0].isdigit() else "L_" + name
+    if len(name) > IDENTIFIER_MAX:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:8].upper()
+        name = f"{name[:IDENTIFIER_MAX - 9].rstrip('_')}_{digest}"
+    return name
+
+
+def identifiers(keys: list[str]) -> dict[str, str]:
+    """The identifier of every layer key, distinct: a key whose :func:`identifier` is taken by an
+    earlier key (in config order) gets ``_2``, ``_3``, … appended. Recorded in params.json."""
+    taken: set[str] = set()
+    found = {}
+    for key in keys:
+        base = ident = identifier(key)
+        number = 1
+        while ident in taken:
+            number += 1
+            ident = f"{base}_{number}"
+        taken.add(ident)
+        found[key] = ident
+    return found
 
 
 def file_stem(key: str) -> str:
@@ -97,14 +150,11 @@ def write_params(config: HardwareConfig, out: Path) -> list[Path]:
     modules = {layer.key: group.params for group in module_groups(config) for layer in group.layers}
     summary: list[dict[str, Any]] = []
     package_layers: list[dict[str, Any]] = []
-    idents: set[str] = set()
+    idents = identifiers([layer.key for layer in config.layers])
     for layer in config.layers:
         geometry, periphery = config.geometry(layer), modules[layer.key]
         values = layer_values(layer, geometry, periphery)
-        ident = identifier(layer.key)
-        while ident in idents:
-            ident += "_"
-        idents.add(ident)
+        ident = idents[layer.key]
         stem = ident.lower()
         context = {"version": __version__, "layer": layer, "ident": ident, "g": values, "tiles": layer.tiles}
         written.append(_write(out / f"{stem}.vh", templates["layer.vh.j2"].render(context)))

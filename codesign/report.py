@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from .config import HardwareConfig, load_config
 from .cost import (COMPONENTS, DESIGN_LABELS, ISAAC_CITATION, ISAAC_NODE_NM, SCALING_SOURCE, CostSettings,
                    Estimate, area_scale, dub_levels, energy_scale, estimate, scaling_note)
 from .errors import CodesignError
+from .files import read_json
 
 SCHEMA = "codesign-report/1"
 FILES = ("report.html", "report.md", "summary.json")
@@ -1044,14 +1046,42 @@ def load_folder(folder: Path) -> tuple[HardwareConfig, Optional[dict]]:
         raise CodesignError(f"no hw_config.json in {folder}: run 'codesign generate --out {folder}' first")
     config = load_config(path)
     sweep_path = folder / "search.json"
-    sweep = None
-    if sweep_path.is_file():
+    sweep = read_json(sweep_path, "rerun 'codesign generate --search'") if sweep_path.is_file() else None
+    if sweep is not None:
         try:
-            sweep = json.loads(sweep_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CodesignError(f"{sweep_path} is not valid JSON ({exc.msg}); "
-                                f"rerun 'codesign generate --search'") from None
+            _Sweep.model_validate(sweep)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise CodesignError(f"{sweep_path} is not a sweep codesign wrote ({'.'.join(map(str, err['loc']))}: "
+                                f"{err['msg']}); rerun 'codesign generate --search'") from None
     return config, sweep
+
+
+class _SweepPoint(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    rows: StrictInt = Field(ge=1)
+    cols: StrictInt = Field(ge=1)
+    tiles: StrictInt = Field(ge=0)
+    energy_pj: float
+    area_um2: float
+    objective: float
+
+
+class _Sweep(BaseModel):
+    """The parts of ``search.json`` the report reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    objective: str
+    points: list[_SweepPoint] = Field(alias="global", min_length=1)
+    best: _SweepPoint
+
+    @model_validator(mode="after")
+    def _best_is_a_point(self) -> "_Sweep":
+        if (self.best.rows, self.best.cols) not in {(p.rows, p.cols) for p in self.points}:
+            raise ValueError("the best size is not among the sizes swept")
+        return self
 
 
 def write_report(folder: Path, settings: Optional[CostSettings] = None,
@@ -1064,15 +1094,28 @@ def write_report(folder: Path, settings: Optional[CostSettings] = None,
     energy); ``data`` (a ``--data`` spec) measures the accuracies (:func:`measure_accuracy`);
     ``synthesize=False`` skips Yosys (the report then says the periphery was not measured); ``fpga``
     adds the ECP5 place and route (``codesign report`` does, ``codesign generate`` does not: a minute
-    or more per module).
+    or more per module). ``folder`` is locked meanwhile and ``report/`` replaced all at once
+    (:func:`codesign.files.output_folder`).
     """
-    from .generate import staged_folder
+    from .files import output_folder
+
+    paths = [Path(calibrated)] if isinstance(calibrated, (str, Path)) else [Path(p) for p in calibrated or []]
+    load_folder(folder)
+    with output_folder(folder, "report", part="report", inputs=paths, flag="report of") as out:
+        return render_report(folder, out, settings, paths, synthesize, fpga, data)
+
+
+def render_report(folder: Path, out: Path, settings: Optional[CostSettings] = None,
+                  calibrated: Sequence[Path] = (), synthesize: bool = True, fpga: bool = False,
+                  data: Optional[str] = None) -> dict:
+    """Write the report files of ``folder`` into the existing folder ``out``; returns the summary
+    (arguments as :func:`write_report`)."""
     from .synth import periphery
 
     folder = Path(folder)
     settings = settings or CostSettings()
     config, sweep = load_folder(folder)
-    paths = [Path(calibrated)] if isinstance(calibrated, (str, Path)) else [Path(p) for p in calibrated or []]
+    paths = [Path(p) for p in calibrated]
     others = [(path, load_config(path)) for path in paths]
     status = periphery(folder / "rtl", settings.tech_nm, fpga) if synthesize else None
     summary, est = build_summary(config, settings, others[0][1] if others else None, sweep, status,
@@ -1080,12 +1123,12 @@ def write_report(folder: Path, settings: Optional[CostSettings] = None,
     summary["calibrations"] = calibration_sweep(config, others, settings)
     summary["accuracy"] = measure_accuracy(folder, config, others, data)
     title = f"codesign report — {config.model.path if config.model else folder.name}"
-    with staged_folder(folder / "report", force=True) as tmp:
-        (tmp / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
-        (tmp / "report.md").write_text(_render("report.md.j2", title=title,
-                                               sections=build_sections(summary, est, plots=False, config=config)))
-        (tmp / "report.html").write_text(_render("report.html.j2", title=title,
-                                                 sections=build_sections(summary, est, config=config)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(_render("report.md.j2", title=title,
+                                           sections=build_sections(summary, est, plots=False, config=config)))
+    (out / "report.html").write_text(_render("report.html.j2", title=title,
+                                             sections=build_sections(summary, est, config=config)))
     return summary
 
 

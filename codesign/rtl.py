@@ -26,13 +26,14 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import __version__
 from .config import HardwareConfig, LayerConfig, TileConfig
-from .errors import CodesignError
+from .errors import CodesignError, one_line
 from .mapping import Geometry
 
 MANIFEST = "manifest.json"
@@ -415,15 +416,19 @@ def tile_cycles(params: Any, tile: TileConfig) -> dict[str, int]:
             "uniform": tile_timing(full, [full.value_width] * len(tile.adc_bits)).period}
 
 
-def write_rtl(config: HardwareConfig, out: Path, params_dir: Path) -> dict:
+def write_rtl(config: HardwareConfig, out: Path, params_dir: Path,
+              log: Callable[[str], None] = lambda message: None) -> dict:
     """Write ``out`` (``DIR/rtl``) for ``config``; ``params_dir`` holds the parameter files already
-    written (its ``params.json`` names every tile's ``.mem`` file). Returns the summary."""
+    written (its ``params.json`` names every tile's ``.mem`` file). Returns the summary; ``log``
+    gets a line per module."""
     out.mkdir(parents=True, exist_ok=True)
     params_doc = json.loads((params_dir / "params.json").read_text())
     mem_files = {entry["key"]: [tile["mem"] for tile in entry["tiles"]] for entry in params_doc["layers"]}
     prefix = params_dir.name
     modules, layers = [], []
-    for group in module_groups(config):
+    groups = module_groups(config)
+    for number, group in enumerate(groups, start=1):
+        log(f"generating RTL module {number} of {len(groups)}: {group.name}")
         text, ports = verilog_module(group)
         _write(out / f"{group.name}.v", text)
         _write(out / f"{group.name}.json", json.dumps(ports, indent=2, sort_keys=True) + "\n")
@@ -442,6 +447,57 @@ def write_rtl(config: HardwareConfig, out: Path, params_dir: Path) -> dict:
                 "modules": modules, "layers": layers}
     _write(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return rtl_summary(manifest)
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _ManifestModule(_Entry):
+    name: str
+    verilog: str
+    ports: str
+
+
+class _ManifestTile(_Entry):
+    cfg_file: str
+    cycles: int
+
+
+class _ManifestLayer(_Entry):
+    name: str
+    module: str
+    tiles: list[_ManifestTile]
+
+
+class _Manifest(_Entry):
+    modules: list[_ManifestModule]
+    layers: list[_ManifestLayer]
+
+
+def load_manifest(root: Path) -> dict:
+    """``root/rtl/manifest.json``, refused (one line) if it is not shaped as :func:`write_rtl` writes
+    it or names files outside ``root`` or missing."""
+    from .files import read_json, within
+
+    path = root / "rtl" / MANIFEST
+    manifest = read_json(path, "regenerate the folder")
+    try:
+        parsed = _Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise CodesignError(f"{path} is not a manifest codesign wrote ({where}: {err['msg']}); regenerate "
+                            f"the folder") from None
+    files = [(root / "rtl" / name, f"rtl/{name}") for m in parsed.modules for name in (m.verilog, m.ports)]
+    files += [(root / t.cfg_file, t.cfg_file) for layer in parsed.layers for t in layer.tiles]
+    for file, given in files:
+        if not within(file, root):
+            raise CodesignError(f"{path} names '{given}', outside {root}: regenerate the folder")
+        if not file.is_file():
+            raise CodesignError(f"{root} has no {given} (named in rtl/manifest.json): "
+                                f"regenerate the folder")
+    return manifest
 
 
 def rtl_summary(manifest: dict) -> dict:
@@ -471,7 +527,7 @@ def rtl_summary_text(summary: dict) -> str:
     table = []
     for row in summary["layers"]:
         saved = row["sum_without_skip"] - row["sum_cycles"]
-        table.append((row["name"], str(row["tiles"]), str(row["max_cycles"]), str(row["max_without_skip"]),
+        table.append((one_line(row["name"]), str(row["tiles"]), str(row["max_cycles"]), str(row["max_without_skip"]),
                       str(row["max_uniform"]), str(row["sum_cycles"]), _share(saved, row["sum_without_skip"])))
     total = summary["total"]
     table.append(("total", str(sum(row["tiles"] for row in summary["layers"])), "", "", "",

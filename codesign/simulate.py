@@ -31,8 +31,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .config import HardwareConfig, LayerConfig, check_against_model, load_config
+from .config import HardwareConfig, check_against_model, load_config
 from .errors import CodesignError
+from .files import claim_tree, read_json
+from .rtl import load_manifest
 
 SCHEMA = "codesign-simulate/1"
 DEFAULT_VECTORS = 8
@@ -69,8 +71,7 @@ class Folder:
             if not (root / needed).is_file():
                 raise CodesignError(f"{root} has no {needed}: give the output folder of 'codesign generate' "
                                     f"(run 'codesign generate --out {root}' first)")
-        manifest = json.loads((root / "rtl" / "manifest.json").read_text())
-        return cls(root, load_config(root / "hw_config.json"), manifest)
+        return cls(root, load_config(root / "hw_config.json"), load_manifest(root))
 
     def module(self, name: str) -> dict:
         return next(m for m in self.manifest["modules"] if m["name"] == name)
@@ -97,8 +98,9 @@ def read_mem(path: Path) -> list[int]:
 
 def _drift(root: Path, where: str, problem: str) -> CodesignError:
     return CodesignError(f"hw_config.json no longer matches the generated files: {where}: {problem}; regenerate "
-                         f"the folder from the config ('codesign generate --config {root}/hw_config.json --out {root} "
-                         f"--force', with the --model it was made from) or restore the edited file")
+                         f"the folder from a copy of the config ('cp {root}/hw_config.json edited.json; codesign "
+                         f"generate --config edited.json --out {root} --force', with the --model it was made from) "
+                         f"or restore the edited file")
 
 
 def check_folder(folder: Folder) -> None:
@@ -106,7 +108,6 @@ def check_folder(folder: Folder) -> None:
     the modules and their parameters (``rtl/<module>.json``), layers and tiles (``rtl/manifest.json``),
     every tile's memory rows (``params/…/tile_NNN.mem``), its ``ROWS`` and its reported cycles."""
     from .rtl import module_groups
-    from .sim.ports import PortMap
 
     config, root = folder.config, folder.root
     modules = {m["name"]: m for m in folder.manifest["modules"]}
@@ -118,10 +119,7 @@ def check_folder(folder: Folder) -> None:
         module = modules.get(group.name)
         if module is None:
             raise _drift(root, f"layer '{group.layers[0].key}'", f"needs the module {group.name}, which rtl/ lacks")
-        try:
-            found = PortMap.load(root / "rtl" / module["ports"]).params
-        except (OSError, ValueError, KeyError) as exc:
-            raise _drift(root, f"module {group.name}", f"rtl/{module['ports']} is unreadable ({exc})") from None
+        found = _ports(root / "rtl" / module["ports"]).params
         if found != group.params:
             difference = next(name for name in ("geometry", "bmax", "chain", "interface", "conversion_cycles",
                                                 "stream_width") if getattr(found, name) != getattr(group.params, name))
@@ -138,6 +136,17 @@ def check_folder(folder: Folder) -> None:
                                                            f"{len(entry['tiles'])} in rtl/manifest.json")
             for index, (tile, generated) in enumerate(zip(layer.tiles, entry["tiles"])):
                 _check_tile(root, f"layer '{layer.key}' tile {index}", group.params, tile, generated)
+
+
+def _ports(path: Path) -> Any:
+    """The port description of a module; one line if it is not one codesign wrote."""
+    from .sim.ports import PortMap
+
+    try:
+        return PortMap(read_json(path, "regenerate the folder"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodesignError(f"{path} is not a port description codesign wrote ({type(exc).__name__}: {exc}); "
+                            f"regenerate the folder") from None
 
 
 def _check_tile(root: Path, where: str, params: Any, tile: Any, generated: dict) -> None:
@@ -180,6 +189,8 @@ def select_tiles(folder: Folder, specs: Optional[list[str]]) -> list[TileRef]:
                                 f"{', '.join(candidate.key for candidate in config.layers)}")
         count = len(layer.tiles)
         first, _, last = indices.partition("-")
+        if last and int(last) < int(first):
+            raise CodesignError(f"--tiles {spec}: the range is reversed; write {name}:{last}-{first}")
         span = range(count) if not indices else range(int(first), int(last or first) + 1)
         if not span or span.start >= count or span.stop > count:
             raise CodesignError(f"--tiles {spec}: layer '{layer.key}' has tiles 0..{count - 1}")
@@ -407,6 +418,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     model = load_folder_model(folder, model_path)
     rng = np.random.default_rng(seed)
     inputs, source = layer_inputs(model, folder.config, vectors, rng)
+    claim_tree(folder.root, "sim")
     shutil.rmtree(out / "work", ignore_errors=True)
     shutil.rmtree(out / "waves", ignore_errors=True)    # no waveform of an earlier run stays behind
     cases = [tile_case(folder, model, ref, inputs[ref.layer], rng) for ref in refs]

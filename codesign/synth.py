@@ -635,6 +635,7 @@ def periphery(rtl_dir: Path, tech_nm: float = SKY130_NODE_NM, fpga: bool = True)
         "scaling": {"from_nm": SKY130_NODE_NM, "to_nm": tech_nm, "area_factor": factor, "source": SCALING_SOURCE},
         "fpga": {"measured": False, "method": FPGA_METHOD, "nextpnr": None, "target_mhz": FPGA_TARGET_MHZ,
                  "reason": None, "how_to_enable": None}}
+    tiles = tiles_per_module(rtl_dir)                  # refuses a manifest naming missing files
     if not sorted(rtl_dir.glob("*.v")):
         status["reason"] = f"no Verilog in {rtl_dir.name}/ (the periphery RTL is not in this folder)"
         status["how_to_enable"] = ("run 'codesign generate' with the RTL generator to write rtl/, "
@@ -656,7 +657,6 @@ def periphery(rtl_dir: Path, tech_nm: float = SKY130_NODE_NM, fpga: bool = True)
         status["fpga"].update(reason="FPGA place and route not run ('codesign generate' and 'codesign report "
                                      "--no-fpga' skip it)",
                               how_to_enable="run 'codesign report DIR' (about 2 minutes per fresh 128×128 module)")
-    tiles = tiles_per_module(rtl_dir)
     modules = []
     for synth, timing in measure_rtl(rtl_dir, fpga):
         count = tiles.get(synth.module)
@@ -681,7 +681,9 @@ def tiles_per_module(rtl_dir: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
     counts: dict[str, int] = {}
-    for layer in json.loads(path.read_text())["layers"]:
+    from .rtl import load_manifest
+
+    for layer in load_manifest(Path(rtl_dir).parent)["layers"]:
         counts[layer["module"]] = counts.get(layer["module"], 0) + len(layer["tiles"])
     return counts
 

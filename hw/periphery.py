@@ -39,7 +39,7 @@ from functools import cached_property, lru_cache
 from typing import Sequence
 
 from codesign.config import MAX_ADC_BITS, MAX_ADC_SHIFT
-from codesign.mapping import Geometry, ceil_div
+from codesign.mapping import Geometry, adcs_problem, ceil_div
 
 #: The two ADC interfaces (``--adc-interface``).
 INTERFACES = ("macro", "sar")
@@ -123,8 +123,8 @@ class PeripheryParams:
         if not self.out_width <= self.stream_width <= MAX_STREAM_WIDTH:
             raise ValueError(f"stream_width must be {self.out_width}..{MAX_STREAM_WIDTH} bits (a result has "
                              f"{self.out_width}), not {self.stream_width}")
-        if self.adcs > self.cols:
-            raise ValueError(f"{self.adcs} ADCs exceed the {self.cols} physical columns of the crossbar")
+        if problem := adcs_problem(self.geometry):
+            raise ValueError(problem)
 
     # --- geometry, named after docs/design.md §3 -----------------------------------------------------
 

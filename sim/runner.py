@@ -112,7 +112,7 @@ def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bo
     the same. Raises :class:`~codesign.errors.CodesignError` if the simulator is missing or the
     build fails (with its first error lines).
     """
-    from cocotb_tools.runner import get_runner
+    from codesign.tools import isolated_runner as get_runner  # a process group of its own
 
     tool = simulator_tool(simulator)
     if simulator == "verilator":
@@ -277,7 +277,7 @@ def _simulate(build: Build, workdir: Path, waves: Path | None, poll: Callable[[]
     """Run the simulator on ``workdir/job.json`` while calling ``poll`` about every 0.2 s; returns
     why the run failed, or None."""
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
+    from codesign.tools import isolated_runner as get_runner  # a process group of its own
 
     plusargs, test_args = [], []
     if waves is not None:

@@ -150,5 +150,5 @@ def test_cli_calibrate_search_split_option_and_summary(tmp_path, capsys, small_d
 
 def test_cli_calibrate_rejects_a_negative_budget(tmp_path, capsys):
     assert main(["calibrate", "--data", "digits", "--budget", "-1", "--out", str(tmp_path / "c.json")]) == 1
-    assert "--budget must be ≥ 0" in capsys.readouterr().err
+    assert "argument --budget: -1 is out of range: give at least 0" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()

@@ -72,15 +72,30 @@ def test_generate_is_deterministic_and_complete(tmp_path, capsys):
     assert not [f for f in a if f.endswith(".skip.mem")]
 
 
-def test_generate_refuses_non_empty_folder_unless_forced(tmp_path, capsys):
+def test_generate_never_replaces_a_folder_codesign_did_not_write(tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    for force in ([], ["--force"]):
+        assert main(["generate", "--out", str(out), "--no-report", *force]) == 1
+        assert "is not empty and was not written by codesign" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_force_replaces_only_what_codesign_wrote(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["generate", "--out", str(out), "--no-report", "--rows", "64"]) == 0
     assert main(["generate", "--out", str(out), "--no-report"]) == 1
-    assert "is not empty; pass --force" in capsys.readouterr().err
-    assert (out / "keep.txt").exists()
-    assert main(["generate", "--out", str(out), "--force", "--no-report"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "hw_config.json").exists()
+    assert "holds an earlier codesign output; pass --force" in capsys.readouterr().err
+    (out / "notes.txt").write_text("mine")
+    (out / "params" / "mine.vh").write_text("mine too")
+    assert main(["generate", "--out", str(out), "--no-report", "--force"]) == 0
+    assert "kept 2 file(s)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "params" / "mine.vh").read_text() == "mine too"
+    written = json.loads((out / ".codesign.json").read_text())["files"]
+    assert "hw_config.json" in written and "notes.txt" not in written
+    assert json.loads((out / "hw_config.json").read_text())["crossbar"]["rows"] == 128
+    assert not (out / "params" / "features_5" / "tile_019.mem").exists()      # 64 rows had 20 tiles there
 
 
 def test_edited_config_round_trip(tmp_path, capsys):
@@ -125,7 +140,7 @@ def bad_inputs(tmp_path_factory):
     (["--config", "gap.json"], "layer 'features.2': the tiles do not cover the matrix"),
     (["--cols", "6"], "cols=6 cannot hold one weight"),
     (["--dac-bits", "9"], "dac_bits=9 exceeds input_bits=8"),
-    (["--cell-bits", "5"], "--cell-bits: Input should be less than or equal to 4"),
+    (["--cell-bits", "5"], "argument --cell-bits: 5 is out of range: give 1…4"),
     (["--rows", "512", "--cell-bits", "4", "--dac-bits", "4"], "needs 17-bit ADCs, above the 16 bits"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(bad_inputs, args, message):

@@ -163,7 +163,7 @@ def test_show_hparams_reflects_overrides(capsys):
     (["prune", "--method", "dub", "--set", "nonsense=1", "--out", "x.pt"], "hyperparameter 'nonsense'"),
     (["prune", "--method", "dub", "--set", "novalue", "--out", "x.pt"], "--set expects KEY=VALUE"),
     (["prune", "--out", "x.pt"], "--method is required"),
-    (["prune", "--method", "dub", "--threads", "0", "--out", "x.pt"], "--threads must be at least 1"),
+    (["prune", "--method", "dub", "--threads", "0", "--out", "x.pt"], "argument --threads: 0 is out of range: give at least 1"),
     (["prune", "--method", "dub"], "--out FILE is required"),
     (["prune", "--method", "dub", "--model", "nowhere.pt", "--out", "x.pt"], "model file not found: nowhere.pt"),
     (["prune", "--method", "dub", "--data", "cifar10:/nowhere", "--out", "x.pt"], "--model is required"),

@@ -204,8 +204,8 @@ def test_hw_config_with_more_bits_than_the_module_is_refused(folder, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--tiles", "features.9"], "--tiles features.9: no layer 'features.9'; layers are: features.0, features.2"),
     (["--tiles", "features.2:4"], "--tiles features.2:4: layer 'features.2' has tiles 0..3"),
-    (["--tiles", "features.2:3-1"], "--tiles features.2:3-1: layer 'features.2' has tiles 0..3"),
-    (["--vectors", "0"], "--vectors must be at least 1, not 0"),
+    (["--tiles", "features.2:3-1"], "--tiles features.2:3-1: the range is reversed; write features.2:1-3"),
+    (["--vectors", "0"], "argument --vectors: 0 is out of range: give at least 1"),
     (["--model", "nowhere.pt"], "model file not found: nowhere.pt"),
 ], ids=["layer", "tile", "range", "vectors", "model"])
 def test_bad_arguments_get_one_line(generated, args, message, capsys):

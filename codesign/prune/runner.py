@@ -134,23 +134,22 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             raise CodesignError(f"--set expects KEY=VALUE, not '{item}'")
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             value = text
         node = out
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise CodesignError(f"--set {item}: '{part}' was already set to a value, not a group")
         node[leaf] = value
     return out
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
-    try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CodesignError(f"hyperparameter file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CodesignError(f"{path}: not a JSON file of hyperparameters ({exc})") from None
+    from ..files import read_json
+
+    values = read_json(path, "give a JSON object of hyperparameters (see --show-hparams)")
     if not isinstance(values, dict):
         raise CodesignError(f"{path}: hyperparameters must be a JSON object")
     return values
