@@ -77,7 +77,7 @@ def test_other_numeric_options_are_checked_by_argparse(argv, message, capsys):
 
 
 def test_one_adc_rule_for_analyze_and_generate(capsys, tmp_path):
-    refused(["analyze", "--adcs", "17"], capsys, "17 ADCs exceed the 16 logical columns")
+    refused(["analyze", "--adcs", "129"], capsys, "adcs 129 exceeds the 128 physical columns")
     assert main(["analyze", "--json"]) == 0
     config = json.loads(capsys.readouterr().out)
     config["crossbar"]["adcs"] = 4096
@@ -85,7 +85,7 @@ def test_one_adc_rule_for_analyze_and_generate(capsys, tmp_path):
     for command in ("analyze", "generate"):
         refused([command, "--config", str(tmp_path / "c.json"), *(["--out", str(tmp_path / "o")]
                                                                    if command == "generate" else [])],
-                capsys, "4096 ADCs exceed the 16 logical columns")
+                capsys, "4096 exceeds the 128 physical columns")
 
 
 # --- configs (items 7, 8, 9) ---------------------------------------------------------------------
@@ -138,7 +138,7 @@ def test_a_config_of_another_model_is_refused_unless_allowed(config_text, capsys
     import hashlib
 
     assert recorded["sha256"] == hashlib.sha256(other.read_bytes()).hexdigest()
-    assert recorded["path"] == str(other)
+    assert recorded["absolute_path"] == str(other.resolve())
 
 
 # --- folders given to simulate and report (items 8, 9) -------------------------------------------
@@ -198,7 +198,7 @@ def test_reversed_tile_range_is_named(folder, capsys):
 def test_empty_or_npz_inputs_are_one_line(capsys, tmp_path):
     (tmp_path / "empty.npy").write_bytes(b"")
     np.savez(tmp_path / "x.npz", a=np.zeros((2, 9), np.int64))
-    for inputs, message in ((tmp_path / "empty.npy", "is not a numpy .npy array"),
+    for inputs, message in ((tmp_path / "empty.npy", "lacks the NumPy header, it is empty"),
                             (tmp_path / "x.npz", "is a .npz archive")):
         refused(["emulate", "--layer", "features.0", "--inputs", str(inputs), "--out", str(tmp_path / "y.npy")],
                 capsys, message)

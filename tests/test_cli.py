@@ -180,7 +180,7 @@ def test_periphery_options_go_into_the_config(capsys):
     (["--adcs", "129"], "--adcs: adcs 129 exceeds the 128 physical columns of a crossbar"),
     (["--clock", "2e9"], "--clock: Input should be less than or equal to 1000000000"),
     (["--adc-rate", "0"], "--adc-rate: Input should be greater than 0"),
-    (["--stream-bits", "4"], "--stream-bits: Input should be greater than or equal to 8"),
+    (["--stream-bits", "4"], "--stream-bits: 4 is out of range: give 8…128"),
 ])
 def test_periphery_and_adc_options_are_checked(args, message, capsys):
     assert main(["analyze", *args]) == 1

@@ -338,7 +338,7 @@ def common(fuzz: Fuzz, case: Path, model: bytes | None = None) -> None:
 
 def lossless_oracle(q: np.ndarray, rows: int, cols: int, cell_bits: int, dac_bits: int, weight_bits: int,
                     tiles: list[dict]) -> list[list[int]]:
-    """DESIGN 3.10 written out independently: per tile and physical column p = (j·S + s)·2 + pol,
+    """docs/design.md §3.10 written out independently: per tile and physical column p = (j·S + s)·2 + pol,
     b = bit_length((2^v − 1) · Σ_rows digit_s(max(±q, 0)))."""
     slices = -(-(weight_bits - 1) // cell_bits)
     result = []
