@@ -95,7 +95,7 @@ def test_crafted_checkpoint_fields(tmp_path, capsys, changes, message):
 
 
 def test_weight_bits_error_names_its_source(tmp_path, capsys):
-    refused(capsys, tmp_path, checkpoint(tmp_path), "--weight-bits must be 2–16, not 40",
+    refused(capsys, tmp_path, checkpoint(tmp_path), "argument --weight-bits: 40 is out of range: give 2…16",
             command=("analyze", "--weight-bits", "40"))
 
 

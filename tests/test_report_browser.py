@@ -86,7 +86,7 @@ def test_the_page_opens_with_the_design_point_table(rendered):
     assert page.headings[:2] == ["Design point", "Accuracy (test split)"]
     point = dict(zip(*[iter([text for heading, text in page.cells if heading == "Design point"])] * 2))
     assert point["crossbar (R × C)"] == "128×128" and point["cell bits c"] == "2"
-    assert point["technology node"] == "32 nm" and point["ADC sample rate"] == "1.20 GS/s per ADC"
+    assert point["technology node"] == "32 nm" and point["ADC sample rate of the cost models"] == "1.20 GS/s per ADC"
     accuracy = [text for heading, text in page.cells if heading == "Accuracy (test split)"]
     assert "99.44 %" in accuracy and "99.17 %" in accuracy
 

@@ -113,7 +113,7 @@ def state_dict_arrays(file: Path, shown: str = "") -> dict[str, np.ndarray] | No
                 return None
             state = _ArrayUnpickler(archive, root, shown).load()
     except (_Unsupported, zipfile.BadZipFile, pickle.UnpicklingError, KeyError, ValueError, TypeError,
-            EOFError, OSError, AttributeError, IndexError, struct.error):
+            EOFError, OSError, AttributeError, IndexError, OverflowError, struct.error):
         return None
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
