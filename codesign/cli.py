@@ -494,6 +494,21 @@ def add_training_args(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument("--threads", type=integer(1), metavar="N",
                        help="PyTorch CPU threads while training (default: 1 for models under a million "
                             "parameters, else all cores)")
+    add_device_arg(group)
+
+
+def add_device_arg(parser: "argparse.ArgumentParser | argparse._ArgumentGroup") -> None:
+    """``--device cpu|cuda|auto`` (default cpu)."""
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                        help="where PyTorch runs: cpu (default), cuda (exact float32, no TF32) or auto (cuda if present)")
+
+
+def device_from(args: argparse.Namespace) -> str:
+    """The checked ``--device`` of ``args`` (a one-line error for cuda without a GPU)."""
+    from .device import resolve_device
+
+    resolve_device(args.device)
+    return args.device
 
 
 def training_overrides(args: argparse.Namespace) -> dict:
@@ -547,11 +562,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 "per_channel": True if args.per_channel else None}
     if args.resume:
         checkpoint = runner.resume(args.resume, out, {"method": args.method, "data": args.data, "seed": args.seed,
-                                                       **crossbar}, threads=args.threads)
+                                                       **crossbar}, threads=args.threads, device=device_from(args))
     else:
         checkpoint = runner.prune(args.model, args.method, args.data or "digits", out, arch=args.arch,
                                   epochs=args.epochs, overrides=overrides, seed=args.seed or 0, crossbar=crossbar,
-                                  threads=args.threads)
+                                  threads=args.threads, device=device_from(args))
     meta = checkpoint["meta"]
     acc = meta["accuracy"]
     xbar = meta["crossbar"]
@@ -578,11 +593,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         checkpoint = runner.resume(args.resume, out, {"method": "dense", "arch": args.arch, "data": args.data,
                                                        "seed": args.seed, "weight_bits": args.weight_bits,
-                                                       "input_bits": args.input_bits}, threads=args.threads)
+                                                       "input_bits": args.input_bits}, threads=args.threads,
+                                    device=device_from(args))
     else:
         checkpoint = runner.train_dense(args.arch, args.data or "digits", out, epochs=args.epochs, seed=args.seed or 0,
                                         overrides=overrides, weight_bits=args.weight_bits or 8,
-                                        input_bits=args.input_bits or 8, threads=args.threads)
+                                        input_bits=args.input_bits or 8, threads=args.threads,
+                                        device=device_from(args))
     acc = checkpoint["meta"]["accuracy"]
     print(f"{checkpoint['arch']['name']} on {checkpoint['meta']['dataset']}: test accuracy {acc['float']:.2f}% "
           f"(float), {acc['quantized']:.2f}% with {checkpoint['weight_bits']}-bit weights")

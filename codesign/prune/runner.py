@@ -254,16 +254,21 @@ OnEpoch = Optional[Callable[[dict[str, Any]], None]]
 
 def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
             state: Optional[dict[str, Any]] = None, on_epoch: OnEpoch = None,
-            threads: Optional[int] = None) -> dict[str, Any]:
+            threads: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
     """Run ``setup`` (dense training or a pruning method) and write the checkpoint to ``out``.
 
     ``state`` is the starting state_dict of a fresh run (random init if None); ``snapshot``
     continues an interrupted run instead; ``threads`` sets PyTorch's CPU threads while training
-    (default: one for models under a million parameters). Returns the checkpoint written.
+    (default: one for models under a million parameters); ``device``: cpu, cuda or auto (the
+    checkpoint is written from the CPU either way). Returns the checkpoint written.
     """
+    from ..device import data_to, resolve_device
+
+    where = resolve_device(device)
     data = load_data(setup.data)
     torch.manual_seed(setup.seed)                      # the initialisation of a model trained from scratch
-    model = build_model(setup.arch, setup.arch_kwargs, data, state, setup.source)
+    model = build_model(setup.arch, setup.arch_kwargs, data, state, setup.source).to(where)
+    data = data_to(data, where)
     geometry = setup.geometry()
     dense = setup.method == DENSE
     targets = find_targets(model, geometry, setup.method)
@@ -298,6 +303,9 @@ def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
     elif method:
         method.prepare()
     trainer.train()
+    run.model.cpu()
+    run.masks = {name: mask.cpu() for name, mask in run.masks.items()}
+    run.data = data_to(run.data, torch.device("cpu"))
     checkpoint = export(setup, run, method, before, trainer.history)
     save_checkpoint(checkpoint, out)
     return checkpoint
@@ -336,19 +344,19 @@ def export(setup: Setup, run: Run, method: Optional[Method], before: dict[str, f
 
 def train_dense(arch: str, data: str, out: Path, *, epochs: Optional[int] = None, seed: int = 0,
                 overrides: Optional[dict[str, Any]] = None, weight_bits: int = 8, input_bits: int = 8,
-                on_epoch: OnEpoch = None, threads: Optional[int] = None) -> dict[str, Any]:
+                on_epoch: OnEpoch = None, threads: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
     """Train zoo architecture ``arch`` from random init on ``data``; write the dense checkpoint."""
     zoo.get_arch(arch)
     setup = Setup(method=DENSE, params=resolve_params(DENSE, overrides, epochs, data), arch=arch,
                   arch_kwargs={"num_classes": load_data(data).classes}, source=f"{arch} (random init)",
                   data=data, seed=seed, weight_bits=weight_bits, input_bits=input_bits)
-    return execute(setup, out, on_epoch=on_epoch, threads=threads)
+    return execute(setup, out, on_epoch=on_epoch, threads=threads, device=device)
 
 
 def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Optional[str] = None,
           epochs: Optional[int] = None, overrides: Optional[dict[str, Any]] = None, seed: int = 0,
           crossbar: Optional[dict[str, Any]] = None, on_epoch: OnEpoch = None,
-          threads: Optional[int] = None) -> dict[str, Any]:
+          threads: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
     """Prune the dense model ``source`` with ``method``; write the pruned checkpoint to ``out``.
 
     ``source`` is a model file, a zoo name (trained dense first into ``<out>.dense.pt``, for
@@ -361,12 +369,12 @@ def prune(source: Optional[str], method: str, data: str, out: Path, *, arch: Opt
     if dense_out is not None:
         print(f"codesign: training {source} dense first (codesign train), into {dense_out}", file=sys.stderr)
         train_dense(source, data, dense_out, epochs=epochs, seed=seed, on_epoch=on_epoch, threads=threads,
-                    **{k: crossbar[k] for k in ("weight_bits", "input_bits") if k in crossbar})
+                    device=device, **{k: crossbar[k] for k in ("weight_bits", "input_bits") if k in crossbar})
         source = str(dense_out)
     arch_name, kwargs, state = load_dense(source, arch)
     setup = Setup(method=method, params=params, arch=arch_name, arch_kwargs=kwargs, source=source, data=data,
                   seed=seed, **crossbar)
-    return execute(setup, out, state=state, on_epoch=on_epoch, threads=threads)
+    return execute(setup, out, state=state, on_epoch=on_epoch, threads=threads, device=device)
 
 
 def pretraining(source: Optional[str], data: str, out: Path) -> tuple[str, Optional[Path]]:
@@ -383,12 +391,13 @@ def pretraining(source: Optional[str], data: str, out: Path) -> tuple[str, Optio
 
 
 def resume(path: str | Path, out: Path, given: Optional[dict[str, Any]] = None,
-           on_epoch: OnEpoch = None, threads: Optional[int] = None) -> dict[str, Any]:
+           on_epoch: OnEpoch = None, threads: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
     """Continue the run saved in ``path``; ``given`` options must agree with it. When the run has
     finished and ``out`` is written, ``path`` is removed: what it held is now in ``out``."""
     setup, snapshot = read_resume(path)
     check_resume(setup, given or {})
-    checkpoint = execute(setup, out, snapshot=snapshot, on_epoch=on_epoch, threads=threads)
+    checkpoint = execute(setup, out, snapshot=snapshot, on_epoch=on_epoch, threads=threads,
+                         device=device)
     if Path(path).resolve() != Path(out).resolve():
         Path(path).unlink(missing_ok=True)
         print(f"codesign: removed {path}: the run it saved has finished into {out}", file=sys.stderr)

@@ -101,12 +101,14 @@ def augment(x: Tensor, generator: torch.Generator) -> Tensor:
     """Random 4-pixel-padded crop and horizontal flip per image (the usual CIFAR augmentation)."""
     n, _, h, w = x.shape
     padded = nn.functional.pad(x, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (n,), generator=generator)
-    dx = torch.randint(0, 9, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
-    flip = torch.rand(n, generator=generator) < 0.5
+    dev = x.device  # the draws come from the CPU generator: the same crops on every device
+    dy = torch.randint(0, 9, (n,), generator=generator).to(dev)
+    dx = torch.randint(0, 9, (n,), generator=generator).to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])[:, None, None, :]
+    out = padded[torch.arange(n, device=dev)[:, None, None, None],
+                 torch.arange(x.shape[1], device=dev)[None, :, None, None], rows, cols]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 

@@ -1,0 +1,59 @@
+"""--device: resolution, the one-line error without a GPU, and training through the device path on CPU."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from codesign.device import data_to, resolve_device
+from codesign.errors import CodesignError
+from codesign.prune.train import Data, augment
+
+
+def test_cuda_without_gpu_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(CodesignError, match="--device cuda.*--device cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_auto_picks_cuda_and_turns_tf32_off(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        assert resolve_device("auto") == torch.device("cuda")
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_unknown_device():
+    with pytest.raises(CodesignError, match="not one of cpu, cuda, auto"):
+        resolve_device("tpu")
+
+
+def test_data_to_moves_every_split():
+    t = torch.zeros(2, 1, 4, 4)
+    data = Data(t, torch.zeros(2, dtype=torch.long), t, torch.zeros(2, dtype=torch.long), t,
+                torch.zeros(2, dtype=torch.long), augment=True)
+    assert data_to(data, torch.device("cpu")) is data
+    moved = data_to(data, torch.device("meta"))
+    assert {moved.x_train.device.type, moved.y_val.device.type} == {"meta"} and moved.augment
+
+
+def test_augment_is_the_same_on_any_device():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x.to("meta"), torch.Generator().manual_seed(1))
+    assert b.device.type == "meta" and b.shape == a.shape
+
+
+def test_cli_cuda_without_gpu_is_one_line(tmp_path):
+    code = ("import torch, sys; torch.cuda.is_available = lambda: False; from codesign.cli import main; "
+            f"sys.exit(main(['train', 'digits_cnn', '--epochs', '1', '--device', 'cuda', '--out', r'{tmp_path}/m.pt']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "--device cuda" in done.stderr
+    assert not (tmp_path / "m.pt").exists()
