@@ -385,6 +385,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         if Path(args.out).exists() and not args.force:
             raise_error(f"{args.out} exists; pass --force to replace it")
     nonideal = nonideal_from(args)
+    device = device_from(args)
     model, config, _ = load_inputs(args)
     if args.layer is not None:
         import numpy as np
@@ -400,6 +401,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         return 0
     from .emulate import accuracy_report, format_accuracy_report
 
+    place_model(model, device)
     report = accuracy_report(model, config, args.data, args.split, nonideal, progress=True)
     print(json.dumps(report, indent=2) if args.json else format_accuracy_report(report))
     return 0
@@ -419,7 +421,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         check_outside_inputs(path, model_inputs(args), "--out")
         if path.exists() and not args.force:
             raise_error(f"{path} exists; pass --force to replace it")
+    device = device_from(args)
     model, base, _ = load_inputs(args)
+    place_model(model, device)
     results = run_calibrations(model, base, args.data, budgets, args.search_split, progress=True)
     for path, (config, report) in zip(outs, results):
         text = config.written_in(path.parent).to_json().encode()
@@ -509,6 +513,15 @@ def device_from(args: argparse.Namespace) -> str:
 
     resolve_device(args.device)
     return args.device
+
+
+def place_model(model: Any, device: str) -> None:
+    """Move the model's architecture to ``device`` (emulate, calibrate), noting when it stays on the CPU."""
+    from .device import model_to, resolve_device
+
+    stays = model_to(model, resolve_device(device))
+    if stays:
+        note(stays)
 
 
 def training_overrides(args: argparse.Namespace) -> dict:
@@ -676,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--split", default="test", choices=("train", "val", "test"),
                          help="split to measure on (default test); activation scales come from train")
     emulate.add_argument("--json", action="store_true", help="print the accuracy report as JSON")
+    add_device_arg(emulate)
     add_nonideal_args(emulate)
 
     calibrate = command("calibrate", cmd_calibrate,
@@ -698,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "its files are derived from")
     calibrate.add_argument("--force", action="store_true", help="replace an existing --out file")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_device_arg(calibrate)
 
     simulate = command("simulate", cmd_simulate,
                        "run every tile's generated Verilog in Icarus or Verilator (cocotb) against the golden model; "

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
 from .errors import CodesignError
 
 if TYPE_CHECKING:
+    from .ingest import ModelSpec
     from .prune.train import Data
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -49,3 +50,20 @@ def data_to(data: "Data", device: torch.device) -> "Data":
     moved = {f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)
              if isinstance(getattr(data, f.name), torch.Tensor)}
     return dataclasses.replace(data, **moved)
+
+
+def model_to(model: "ModelSpec", device: torch.device) -> Optional[str]:
+    """Move the model's architecture to ``device`` for emulation and calibration; a note when it stays
+    on the CPU (a graph read from ONNX, QONNX, torch.export or torch.ao runs in a CPU-only interpreter,
+    TorchScript is moved as a whole). The crossbar arithmetic itself is exact int64 NumPy on the CPU."""
+    from .ingest.graph import LayerGraph
+
+    if device.type == "cpu":
+        return None
+    module = model.graph_module()
+    if not isinstance(module, torch.nn.Module):
+        return None
+    if isinstance(module, LayerGraph):
+        return f"{model.info.path} is a {model.info.format.replace('_', ' ')} graph: it runs on the CPU"
+    module.to(device)
+    return None

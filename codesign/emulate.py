@@ -28,6 +28,7 @@ The model's float ``nn.Module`` is copied and each Conv2d/Linear is replaced by 
 from __future__ import annotations
 
 import copy
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
@@ -170,16 +171,16 @@ def _crossbar_module(module: Any, specs: list[LayerSpec], quant: InputQuant,
                 matrix = cols.transpose(1, 2).reshape(-1, cols.shape[1])          # [B·L, Cin·kh·kw]
             else:
                 matrix = x_q.reshape(-1, x_q.shape[-1])
-            u = matrix.to(torch.int64).numpy() + offset
+            u = matrix.to(torch.int64).cpu().numpy() + offset      # the crossbar's integers: NumPy, int64
             outputs = []
             for g, (spec, run, correction) in enumerate(zip(specs, runners, corrections)):
                 part = np.ascontiguousarray(u[:, g * K:(g + 1) * K])
                 if observer is not None:
                     observer(spec.key, part)
                 outputs.append(run(part) - correction)
-            y = torch.from_numpy(np.concatenate(outputs, axis=1)).double() * out_scale
+            y = torch.from_numpy(np.concatenate(outputs, axis=1)).to(x.device).double() * out_scale.to(x.device)
             if module.bias is not None:
-                y = y + module.bias.detach().double()
+                y = y + module.bias.detach().to(x.device).double()
             if conv:
                 B, _, H, W = x.shape
                 Ho, Wo = (_out_size(size, k, s, p, d) for size, k, s, p, d in
@@ -249,17 +250,29 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def module_device(module: Any) -> Any:
+    """The :class:`torch.device` of the module's first parameter or buffer (the CPU if it has none)."""
+    import torch
+
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def predict(module: Any, images: np.ndarray, batch_size: int = BATCH, progress: Optional[str] = None) -> np.ndarray:
-    """Class predictions (argmax of the outputs) for ``images``; progress shown if ``progress`` names it."""
+    """Class predictions (argmax of the outputs) for ``images``, run on the module's device
+    (:func:`codesign.device.model_to`); progress shown if ``progress`` names it."""
     import torch
 
     from .progress import Progress
 
+    device = module_device(module)
     starts = range(0, len(images), batch_size)
     predictions = []
     with torch.no_grad(), one_torch_thread():
         for start in Progress(starts, progress or "", unit="batch", enabled=progress is not None):
-            predictions.append(module(torch.from_numpy(images[start:start + batch_size])).argmax(1).numpy())
+            batch = torch.from_numpy(images[start:start + batch_size]).to(device)
+            predictions.append(module(batch).argmax(1).cpu().numpy())
     return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
 
 

@@ -57,3 +57,58 @@ def test_cli_cuda_without_gpu_is_one_line(tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "--device cuda" in done.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_model_to_moves_the_architecture_and_predict_follows_it():
+    from codesign.device import model_to
+    from codesign.emulate import module_device
+    from codesign.ingest import load_model
+
+    model = load_model()
+    assert model_to(model, torch.device("cpu")) is None and module_device(model.module).type == "cpu"
+    assert module_device(torch.nn.ReLU()) == torch.device("cpu")          # no parameters: the CPU
+    model_to(model, torch.device("meta"))
+    assert {p.device.type for p in model.module.parameters()} == {"meta"}
+    assert module_device(model.module).type == "meta"
+
+
+def test_a_graph_model_stays_on_the_cpu_with_a_note(tmp_path):
+    from codesign.device import model_to
+    from codesign.ingest import load_model
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False)
+    model = load_model(str(path))
+    note = model_to(model, torch.device("meta"))
+    assert note is not None and "runs on the CPU" in note
+    assert {p.device.type for p in model.module.parameters()} == {"cpu"}
+
+
+def test_emulate_on_auto_equals_the_cpu(capsys, monkeypatch):
+    """Without a GPU ``auto`` is the CPU: the device path (model_to, predict's moves) gives the same report."""
+    import json
+
+    import codesign.data
+    from codesign.cli import main
+
+    real = codesign.data.load_dataset
+    monkeypatch.setattr(codesign.data, "load_dataset", lambda spec, split="test": tuple(a[:60] for a in real(spec, split)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    reports = []
+    for device in ("cpu", "auto"):
+        assert main(["emulate", "--data", "digits", "--json", "--device", device]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0] == reports[1] and reports[0]["images"] == 60
+
+
+@pytest.mark.parametrize("command", [["emulate", "--data", "digits"],
+                                     ["calibrate", "--data", "digits", "--budget", "1", "--out", "OUT"]])
+def test_emulate_and_calibrate_cuda_without_gpu_is_one_line(tmp_path, command):
+    argv = [str(tmp_path / "c.json") if a == "OUT" else a for a in command] + ["--device", "cuda"]
+    code = ("import torch, sys; torch.cuda.is_available = lambda: False; from codesign.cli import main; "
+            f"sys.exit(main({argv!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "--device cuda" in done.stderr
+    assert not (tmp_path / "c.json").exists()
