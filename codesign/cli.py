@@ -507,6 +507,12 @@ def add_device_arg(parser: "argparse.ArgumentParser | argparse._ArgumentGroup") 
                         help="where PyTorch runs: cpu (default), cuda (exact float32, no TF32) or auto (cuda if present)")
 
 
+def main_replica() -> bool:
+    from .device import main_replica
+
+    return main_replica()
+
+
 def device_from(args: argparse.Namespace) -> str:
     """The checked ``--device`` of ``args`` (a one-line error for cuda without a GPU)."""
     from .device import resolve_device
@@ -580,6 +586,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         checkpoint = runner.prune(args.model, args.method, args.data or "digits", out, arch=args.arch,
                                   epochs=args.epochs, overrides=overrides, seed=args.seed or 0, crossbar=crossbar,
                                   threads=args.threads, device=device_from(args))
+    if not main_replica():
+        return 0                                    # torchrun: replica 0 reports
     meta = checkpoint["meta"]
     acc = meta["accuracy"]
     xbar = meta["crossbar"]
@@ -613,6 +621,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                         overrides=overrides, weight_bits=args.weight_bits or 8,
                                         input_bits=args.input_bits or 8, threads=args.threads,
                                         device=device_from(args))
+    if not main_replica():
+        return 0
     acc = checkpoint["meta"]["accuracy"]
     print(f"{checkpoint['arch']['name']} on {checkpoint['meta']['dataset']}: test accuracy {acc['float']:.2f}% "
           f"(float), {acc['quantized']:.2f}% with {checkpoint['weight_bits']}-bit weights")

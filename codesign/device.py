@@ -67,3 +67,76 @@ def model_to(model: "ModelSpec", device: torch.device) -> Optional[str]:
         return f"{model.info.path} is a {model.info.format.replace('_', ' ')} graph: it runs on the CPU"
     module.to(device)
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Replicas:
+    """Data-parallel training: this process is replica ``rank`` of ``world`` (``torchrun``).
+
+    Every replica holds the whole model and trains on its share of every batch (:meth:`share`);
+    after each backward pass the gradients are summed over the replicas
+    with ``all_reduce`` and divided by ``world`` — what ``DistributedDataParallel`` does, done
+    explicitly because training runs the model through ``torch.func.functional_call`` on masked,
+    fake-quantized weights. Buffers (batch-norm statistics) follow replica 0 at each epoch's end.
+    Only replica 0 prints and writes files. ``world == 1``: a single process, every method a no-op.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, batch: torch.Tensor) -> torch.Tensor:
+        """This replica's samples of the batch indices ``batch``: every ``world``-th, from equal shares
+        (up to ``world − 1`` samples of a batch are left out), so every replica draws the same random
+        numbers (dropout) and the weights' noise and projections stay identical on all of them."""
+        return batch[:len(batch) - len(batch) % self.world][self.rank::self.world]
+
+    def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Replace every gradient by its mean over the replicas (one ``all_reduce`` of a flat buffer)."""
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def follow_main(self, module: torch.nn.Module) -> None:
+        """Copy replica 0's parameters and buffers to every replica."""
+        if self.world > 1:
+            with torch.no_grad():
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    torch.distributed.broadcast(tensor, 0)
+
+    def wait_for_main(self) -> None:
+        """Barrier: every replica waits until replica 0 has written its files."""
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def main_replica() -> bool:
+    """Whether this process prints and writes: replica 0 under ``torchrun``, or a single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def replicas(device: torch.device) -> tuple[Replicas, torch.device]:
+    """The replicas of this run and the device of this process. Under ``torchrun`` (``WORLD_SIZE``
+    > 1 in the environment) this joins the process group, NCCL on CUDA (one GPU per process,
+    ``cuda:LOCAL_RANK``) and Gloo on the CPU; otherwise a single replica on ``device``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Replicas(), device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Replicas(dist.get_rank(), dist.get_world_size()), device

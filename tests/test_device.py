@@ -112,3 +112,51 @@ def test_emulate_and_calibrate_cuda_without_gpu_is_one_line(tmp_path, command):
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "--device cuda" in done.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+REPLICA = """
+import os, sys
+import torch
+import torch.distributed as dist
+from codesign.device import Replicas
+
+dist.init_process_group("gloo")
+rank, world, average = dist.get_rank(), dist.get_world_size(), sys.argv[2] == "1"
+torch.manual_seed(0)
+model, x, y = torch.nn.Linear(4, 3), torch.randn(13, 4), torch.randint(0, 3, (13,))
+index = Replicas(rank, world).share(torch.arange(13))
+torch.nn.functional.cross_entropy(model(x[index]), y[index]).backward()
+(Replicas(rank, world) if average else Replicas()).average_gradients(list(model.parameters()))
+torch.save([p.grad for p in model.parameters()], os.path.join(sys.argv[1], f"{rank}.pt"))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("average", [True, False])
+def test_replicas_average_to_the_whole_batch_gradient(tmp_path, average):
+    """Two gloo replicas under torchrun, each on its share of 13 samples (12 used), end with the
+    gradient of the 12 samples taken at once; without the all_reduce (the fault) each keeps its own."""
+    (tmp_path / "replica.py").write_text(REPLICA)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           str(tmp_path / "replica.py"), str(tmp_path), str(int(average))],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch.manual_seed(0)
+    model, x, y = torch.nn.Linear(4, 3), torch.randn(13, 4), torch.randint(0, 3, (13,))
+    torch.nn.functional.cross_entropy(model(x[:12]), y[:12]).backward()
+    whole = [p.grad for p in model.parameters()]
+    for rank in range(2):
+        grads = torch.load(tmp_path / f"{rank}.pt")
+        same = all(torch.allclose(g, w, atol=1e-6) for g, w in zip(grads, whole))
+        assert same == average, (rank, grads, whole)
+
+
+def test_torchrun_trains_with_two_replicas_and_writes_once(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "codesign",
+                           "train", "digits_cnn", "--epochs", "2", "--out", "m.pt"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    epochs = [line for line in done.stderr.splitlines() if line.startswith("codesign: dense train")]
+    assert len(epochs) == 2 and done.stdout.count("wrote m.pt") == 1, (done.stdout, epochs)
+    checkpoint = torch.load(tmp_path / "m.pt", weights_only=False)
+    assert checkpoint["meta"]["accuracy"]["float"] > 40 and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

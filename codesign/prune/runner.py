@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__, zoo
 from ..checkpoint import is_checkpoint, make_checkpoint, save_checkpoint
+from ..device import main_replica
 from ..errors import CodesignError
 from ..mapping import Geometry
 from . import stats
@@ -260,14 +261,17 @@ def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
     ``state`` is the starting state_dict of a fresh run (random init if None); ``snapshot``
     continues an interrupted run instead; ``threads`` sets PyTorch's CPU threads while training
     (default: one for models under a million parameters); ``device``: cpu, cuda or auto (the
-    checkpoint is written from the CPU either way). Returns the checkpoint written.
+    checkpoint is written from the CPU either way). Under ``torchrun`` the processes are
+    data-parallel replicas (:func:`codesign.device.replicas`); replica 0 writes the files.
+    Returns the checkpoint written.
     """
-    from ..device import data_to, resolve_device
+    from ..device import data_to, replicas, resolve_device
 
-    where = resolve_device(device)
+    group, where = replicas(resolve_device(device))
     data = load_data(setup.data)
     torch.manual_seed(setup.seed)                      # the initialisation of a model trained from scratch
     model = build_model(setup.arch, setup.arch_kwargs, data, state, setup.source).to(where)
+    group.follow_main(model)
     data = data_to(data, where)
     geometry = setup.geometry()
     dense = setup.method == DENSE
@@ -284,6 +288,8 @@ def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
         {"float": run.accuracy(quantize=False), "quantized": run.accuracy(quantize=True)}
 
     def interrupted(snap: dict[str, Any]) -> None:
+        if not group.main:
+            return
         path = resume_path(out)
         meta = {"resume": {"setup": setup.model_dump(), "before": before,
                            **{k: snap[k] for k in ("position", "optimizer", "method", "history")}}}
@@ -295,7 +301,7 @@ def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
               f"'codesign {command} --resume {path} --out {out}'", file=sys.stderr)
 
     trainer = Trainer(run, phases, setup.method, method.state_dict if method else dict, interrupted, on_epoch,
-                      threads)
+                      threads, group)
     if snapshot is not None:
         trainer.restore(snapshot)
         if method:
@@ -307,7 +313,9 @@ def execute(setup: Setup, out: Path, snapshot: Optional[dict[str, Any]] = None,
     run.masks = {name: mask.cpu() for name, mask in run.masks.items()}
     run.data = data_to(run.data, torch.device("cpu"))
     checkpoint = export(setup, run, method, before, trainer.history)
-    save_checkpoint(checkpoint, out)
+    if group.main:
+        save_checkpoint(checkpoint, out)
+    group.wait_for_main()
     return checkpoint
 
 
@@ -398,7 +406,7 @@ def resume(path: str | Path, out: Path, given: Optional[dict[str, Any]] = None,
     check_resume(setup, given or {})
     checkpoint = execute(setup, out, snapshot=snapshot, on_epoch=on_epoch, threads=threads,
                          device=device)
-    if Path(path).resolve() != Path(out).resolve():
+    if Path(path).resolve() != Path(out).resolve() and main_replica():
         Path(path).unlink(missing_ok=True)
         print(f"codesign: removed {path}: the run it saved has finished into {out}", file=sys.stderr)
     return checkpoint

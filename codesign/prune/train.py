@@ -10,7 +10,9 @@ at the phase's end). :class:`Trainer` runs them with:
   (dropout, noise, probabilistic projections) from ``(seed, p, e)``; deterministic algorithms on CPU;
 * progress bars on a terminal (:mod:`codesign.progress`), a log line per epoch (loss, test accuracy, sparsity, mean
   ADC bits) and a history kept in the output;
-* a snapshot at every epoch boundary: Ctrl-C writes it as a resumable checkpoint.
+* a snapshot at every epoch boundary: Ctrl-C writes it as a resumable checkpoint;
+* data-parallel replicas under ``torchrun`` (:class:`codesign.device.Replicas`): each trains on
+  its share of every batch, gradients averaged before every step; replica 0 logs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from ..device import Replicas
 from ..mapping import Geometry
 from . import stats
 from .core import Quantizer, Target
@@ -203,14 +206,17 @@ class Trainer:
 
     ``method_state`` carries a method's own tensors (e.g. ADMM variables) through snapshots.
     ``on_interrupt`` receives the last snapshot when Ctrl-C stops training. ``threads``: PyTorch
-    CPU threads while training (default: :func:`default_threads`).
+    CPU threads while training (default: :func:`default_threads`). ``replicas``: this process's
+    place in data-parallel training (a single process by default).
     """
 
     def __init__(self, run: Run, phases: list[Phase], label: str,
                  method_state: Callable[[], dict[str, Any]] = dict,
                  on_interrupt: Optional[Callable[[dict[str, Any]], None]] = None,
-                 on_epoch: Optional[Callable[[dict[str, Any]], None]] = None, threads: Optional[int] = None) -> None:
+                 on_epoch: Optional[Callable[[dict[str, Any]], None]] = None, threads: Optional[int] = None,
+                 replicas: Replicas = Replicas()) -> None:
         self.run = run
+        self.replicas = replicas
         self.threads = threads or default_threads(run.model)
         self.phases = phases
         self.label = label
@@ -290,12 +296,15 @@ class Trainer:
         order = torch.randperm(len(data.y_train), generator=generator)
         size = phase.schedule.batch_size
         started = time.perf_counter()
-        total_loss, batches = 0.0, range(0, len(order), size)
+        total_loss, seen, batches = 0.0, 0, range(0, len(order), size)
+        replicas = self.replicas
         self.run.model.train()
         bar = progress(batches, f"{self.label} {phase.name} {e + 1}/{phase.schedule.epochs}", unit="batch",
-                       summary=False)  # the epoch's log line below is the stage's line
+                       summary=False, enabled=replicas.main)  # the epoch's log line below is the stage's line
         for start in bar:
-            index = order[start:start + size]
+            index = replicas.share(order[start:start + size])
+            if not len(index):
+                continue                    # a last batch too small to give every replica a sample
             x = data.x_train[index]
             if data.augment:
                 x = augment(x, generator)
@@ -304,21 +313,25 @@ class Trainer:
                 loss = loss + phase.regularizer()
             self.optimizer.zero_grad()
             loss.backward()
+            replicas.average_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
             self.optimizer.step()
             self.run.apply_masks()
             if phase.after_step:
                 phase.after_step()
             value = loss.item()
             total_loss += value * len(index)
+            seen += len(index)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         bar.close()
+        replicas.follow_main(self.run.model)
         if phase.epoch_end:
             phase.epoch_end(e)
         record = {"phase": phase.name, "epoch": e + 1, "epochs": phase.schedule.epochs, "lr": lr,
-                  "loss": total_loss / len(order), "val_accuracy": self.run.accuracy(phase.quantize, "val"),
+                  "loss": total_loss / max(seen, 1), "val_accuracy": self.run.accuracy(phase.quantize, "val"),
                   **self.run.measure(), "seconds": time.perf_counter() - started}
         self.history.append(record)
-        write(format_record(self.label, record))
+        if replicas.main:
+            write(format_record(self.label, record))
         if self.on_epoch:
             self.on_epoch(record)
 
