@@ -114,6 +114,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "macro", (Edit(V, r"(assign _\d+_ = _\d+_ \| )busy;", r"\g<1>1'b0;"),)),
     Mutant("busy-write-rows", "a ROWS write is accepted while busy", "macro",
            (Edit(V, r"(assign _\d+_ = _\d+_ & )busy;", r"\g<1>1'b0;"),)),
+    Mutant("apb-refuses", "every APB access answered with pslverr", "macro",
+           (Edit(V, r"assign apb__pslverr = (_\d+_) & bus_error;", r"assign apb__pslverr = \1;"),)),
     Mutant("tlast-level", "m_axis_y.tlast a level (on every beat)", "macro",
            (Edit(V, r"assign m_axis_y__tlast = shift_add_pointer == 2'h3;", "assign m_axis_y__tlast = 1'b1;"),)),
     Mutant("tlast-early", "m_axis_y.tlast on the second-last beat", "macro",
@@ -271,13 +273,13 @@ def fixture_config(config: dict, interface: str) -> dict:
     return config
 
 
-def make_fixtures(work: Path) -> dict[str, Path]:
-    """The fixture folders (``macro``, ``sar``) under ``work``, generated once."""
+def make_fixtures(work: Path, interfaces: Iterable[str] = ("macro", "sar")) -> dict[str, Path]:
+    """The fixture folders of ``interfaces`` under ``work``, generated once."""
     base = work / "bundled"
     if not (base / "hw_config.json").exists():
         _checked(codesign(["generate", "--out", str(base), "--no-report", "--force"]), "codesign generate")
     folders = {}
-    for interface in ("macro", "sar"):
+    for interface in interfaces:
         folder = work / f"fixture-{interface}"
         folders[interface] = folder
         if (folder / "rtl" / "manifest.json").exists():
@@ -289,14 +291,19 @@ def make_fixtures(work: Path) -> dict[str, Path]:
     return folders
 
 
-def _first_failure(result: subprocess.CompletedProcess) -> str:
-    """The line that names why ``codesign simulate`` failed: its error, else its first protocol-check
-    line, else its first line."""
+def _first_failure(result: subprocess.CompletedProcess, folder: Path) -> str:
+    """The line that names why ``codesign simulate`` failed: its error (a refusal), else the first
+    protocol-check failure of ``sim/results.json``, else its first line of output."""
     err = [line for line in result.stderr.splitlines() if line.startswith("codesign: error")]
     if err:
         return err[0].removeprefix("codesign: error: ")
+    try:
+        tiles = json.loads((folder / "sim" / "results.json").read_text())["tiles"]
+    except (OSError, ValueError, KeyError):
+        tiles = []
+    errors = [f"layer {t['layer']} tile {t['tile']}: {e}" for t in tiles for e in t["errors"]]
+    protocol = [line for line in errors if "protocol check failed" in line]
     out = [line for line in result.stdout.splitlines() if line.strip()]
-    protocol = [line for line in out if "protocol check failed" in line]
     return (protocol or out or [f"status {result.returncode}"])[0]
 
 
@@ -326,7 +333,7 @@ def run_mutant(m: Mutant, fixtures: dict[str, Path], work: Path, simulator: str 
     result = codesign(["simulate", str(folder), "--sim", simulator, "--vectors", str(vectors), "--tiles", tiles],
                       pythonpath)
     if result.returncode != 0:
-        return Outcome(m, "codesign simulate", _first_failure(result), time.perf_counter() - start)
+        return Outcome(m, "codesign simulate", _first_failure(result, folder), time.perf_counter() - start)
     for test in m.tests:
         repo = Path(__file__).resolve().parent.parent
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(repo / test)],
@@ -339,13 +346,15 @@ def run_mutant(m: Mutant, fixtures: dict[str, Path], work: Path, simulator: str 
                    time.perf_counter() - start)
 
 
-def run_suite(mutants: Iterable[Mutant], work: Path, simulator: str = "icarus",
-              log: Callable[[str], None] = lambda line: None) -> list[Outcome]:
-    """Every mutant of ``mutants`` on fixtures made under ``work``, one after the other."""
-    fixtures = make_fixtures(work)
+def run_suite(mutants: Iterable[Mutant], work: Path, simulator: str = "icarus", tiles: str = TILES,
+              vectors: int = VECTORS, log: Callable[[str], None] = lambda line: None) -> list[Outcome]:
+    """Every mutant of ``mutants`` on fixtures made under ``work``, one after the other (as
+    :func:`run_mutant`); ``log`` gets one line per mutant."""
+    mutants = list(mutants)
+    fixtures = make_fixtures(work, sorted({m.fixture for m in mutants}))
     outcomes = []
     for m in mutants:
-        outcome = run_mutant(m, fixtures, work, simulator)
+        outcome = run_mutant(m, fixtures, work, simulator, tiles, vectors)
         log(f"{m.name}: {outcome.verdict} by {outcome.killed_by or '-'} in {outcome.seconds:.0f} s: {outcome.message}")
         outcomes.append(outcome)
     return outcomes
