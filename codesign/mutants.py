@@ -3,11 +3,11 @@
 A :class:`Mutant` is a set of textual edits (:class:`Edit`) of a generated folder (its Verilog or
 its ``.mem`` files) or of the Amaranth sources (``hw/``). :func:`run_mutant` applies them to a
 copy of a fixture folder (:func:`make_fixtures`: the bundled model, ``macro`` with one ADC and
-``sar`` with two, every third converted column given a shift ``k > 0``), regenerates the folder
-from a mutated copy of the package for source mutants, and runs ``codesign simulate`` on Icarus
-(and, where it does not kill the mutant, the mutant's unit tests). A mutant is *killed* when one
-of them fails; an edit that does not apply exactly as written is an error of the suite, never a
-kill. :func:`kill_table` formats the outcome.
+``sar`` with two, every third converted column given a shift ``k > 0``, every seventh ``k = 5``),
+regenerates the folder from a mutated copy of the package for source mutants, and runs
+``codesign simulate`` on Icarus (and, where it does not kill the mutant, the mutant's unit
+tests). A mutant is *killed* when one of them fails; an edit that does not apply exactly as
+written is an error of the suite, never a kill. :func:`kill_table` formats the outcome.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Union
 
