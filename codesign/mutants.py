@@ -136,7 +136,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("macro-ignores-k", "the code is not shifted by k before the shift-add", "macro",
            (Edit(V, r"(assign shift_add_value0 = \{ 2'h0, adc__0__code \}) << sequencer_wb\[7:3\];", r"\1;"),)),
     Mutant("polarity-swapped", "the negative column added, the positive subtracted", "macro",
-           (Edit(V, r"(assign shift_add_sum0 = sequencer_wb\[8\] \? )(_\d+_) : (_\d+_);", r"\1\3 : \2"),)),
+           (Edit(V, r"(assign shift_add_sum0 = sequencer_wb\[8\] \? )(_\d+_) : (_\d+_);", r"\1\3 : \2;"),)),
     Mutant("slice-weight", "slice s weighted 2^s instead of 2^(c·s) (a constant)", "macro",
            (Edit(V, r"(\{ 2'h0, sequencer_wb\[10:9\] \} \* )4'h2;", r"\g<1>4'h1;"),)),
     Mutant("cycle-weight", "input cycle t weighted 2^(2t) instead of 2^(v·t) (a constant)", "macro",
@@ -245,9 +245,10 @@ def _env(pythonpath: Path | None) -> dict[str, str]:
 
 
 def codesign(args: list[str], pythonpath: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m codesign ARGS`` in a process of its own (its output captured)."""
+    """``python -m codesign ARGS`` in a process of its own (its output captured), run from
+    ``pythonpath`` when given (``-m`` puts the working folder first on ``sys.path``)."""
     return subprocess.run([sys.executable, "-m", "codesign", *args], env=_env(pythonpath), capture_output=True,
-                          text=True)
+                          text=True, cwd=pythonpath)
 
 
 def _checked(result: subprocess.CompletedProcess, what: str) -> None:
@@ -321,10 +322,11 @@ def run_mutant(m: Mutant, fixtures: dict[str, Path], work: Path, simulator: str 
             pythonpath = package_copy(here / "src")
             apply_edits(pythonpath / "codesign", m.edits)
             where = subprocess.run([sys.executable, "-c", "import codesign.hw; print(codesign.hw.__file__)"],
-                                   env=_env(pythonpath), capture_output=True, text=True).stdout.strip()
+                                   env=_env(pythonpath), capture_output=True, text=True, cwd=pythonpath).stdout.strip()
             if not where.startswith(str(pythonpath)):
                 raise MutantError(f"the mutated sources are not the ones imported: codesign.hw is {where or '?'}")
-            _checked(codesign(["generate", "--config", str(folder / "hw_config.json"), "--out", str(folder),
+            config = shutil.copy(folder / "hw_config.json", here / "hw_config.json")    # not inside --out
+            _checked(codesign(["generate", "--config", str(config), "--out", str(folder),
                                "--no-report", "--force"], pythonpath), "codesign generate of the mutated sources")
         else:
             apply_edits(folder, m.edits)
@@ -333,11 +335,14 @@ def run_mutant(m: Mutant, fixtures: dict[str, Path], work: Path, simulator: str 
     result = codesign(["simulate", str(folder), "--sim", simulator, "--vectors", str(vectors), "--tiles", tiles],
                       pythonpath)
     if result.returncode != 0:
-        return Outcome(m, "codesign simulate", _first_failure(result, folder), time.perf_counter() - start)
+        message = _first_failure(result, folder)
+        if "could not build" in message:        # a mutant that is not Verilog is no fault of the design
+            return Outcome(m, "", message, time.perf_counter() - start, applied=False)
+        return Outcome(m, "codesign simulate", message, time.perf_counter() - start)
     for test in m.tests:
         repo = Path(__file__).resolve().parent.parent
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(repo / test)],
-                              env=_env(pythonpath), cwd=repo, capture_output=True, text=True)
+                              env=_env(pythonpath), cwd=pythonpath or repo, capture_output=True, text=True)
         if done.returncode != 0:
             failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
             return Outcome(m, test, failed[0] if failed else done.stdout.strip().splitlines()[-1],
