@@ -13,7 +13,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export AMARANTH_USE_YOSYS := builtin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench results clean
+.PHONY: install demo test bench mutants results clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# the mutation suite (docs/mutants.md): every mutant must be killed; the table goes into bench/results.md
+mutants: install
+	$(BIN)/python -m bench mutants
 
 # examples/pruning_results.md: every pruning method on the digits model (about 5 minutes)
 results: install

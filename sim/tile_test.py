@@ -11,12 +11,16 @@ its segments one after the other. A segment is one tile and its input vectors. F
    ``s_axis_acc``, and takes the results from ``m_axis_y``: the first ``burst`` vectors back to
    back (to measure the cycle counts), the others with ``gaps[b]`` idle cycles before vector ``b``
    on both inputs and ``ready`` held low for ``stalls[b]`` cycles before its results
-   (back-pressure), checking that ``tdata`` holds while it waits and that ``tlast`` marks the last beat;
+   (back-pressure; the harness checks the stream protocol, :data:`~codesign.sim.harness.RULES`);
 3. in Python mode, answers the ADCs itself at every falling clock edge from the tile's cell levels
    and the wordlines in that cycle (``macro``: a ``start`` answered ``latency`` cycles later;
    ``sar``: ``cmp = y ≥ ref`` while ``step``);
-4. at the end checks that the harness saw no protocol error, that the module's ``error`` stayed 0
-   and how many conversions were started.
+4. reads how many conversions were started, then sends vector 0 twice more with the ``acc`` values
+   that take every result to the extremes of its ``W`` bits, ``±chain·tile_bound`` (:func:`extremes`):
+   each result must be vector 0's partial sum plus its ``acc``, exactly (no top bit of the output
+   path is left unexercised);
+5. at the end checks that the harness saw no protocol error (naming each rule broken and the cycle
+   of the first violation) and that the module's ``error`` stayed 0.
 
 After each segment it appends what it observed (results, the clock cycle of every vector's first
 input beat and last result beat, errors) as one JSON line to the job's output file; the comparison
@@ -35,7 +39,7 @@ from typing import Any
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer, ValueChange
 from cocotb.utils import get_sim_time
 
 from codesign.hw.periphery import beat_results, plane_digits, result_beats, vector_beats
@@ -47,6 +51,11 @@ PERIOD_NS = 10
 RESET_CYCLES = 2
 #: Errors kept per segment (the first ones tell the story).
 MAX_ERRORS = 20
+#: Idle input cycles before, and cycles each result beat waits for ready in, the two vectors of the
+#: extremes probe: every segment sees back-pressure whatever its job's random stalls.
+PROBE_GAPS, PROBE_STALLS = [0, 2], [1, 2]
+#: Cycles a segment goes on after the harness flags a protocol violation (then it stops waiting).
+GRACE_CYCLES = 2000
 
 
 def now() -> int:
@@ -135,35 +144,68 @@ async def send(dut: Any, name: str, vectors: list[list[tuple[int, int]]], gaps: 
     tvalid.value = 0
 
 
-async def receive(dut: Any, ports: PortMap, count: int, stalls: list[int], seen: Observed) -> None:
-    """Take ``count`` result vectors, holding ``ready`` low for ``stalls[b]`` cycles before vector ``b``."""
-    tdata, tvalid, tlast, tready = stream(dut, "m_axis_y")
+async def receive(dut: Any, ports: PortMap, count: int, stalls: list[int], seen: Observed,
+                  results: list[list[int]]) -> None:
+    """Take ``count`` result vectors into ``results``; each beat of vector ``b`` waits ``stalls[b]``
+    cycles with ``tvalid`` high and ``tready`` low (back-pressure) before it is taken. Records the
+    cycle of each vector's last beat in ``seen``."""
+    tvalid, tready = dut.m_axis_y__tvalid, dut.m_axis_y__tready
     beats = ports.params.y_beats
     for b in range(count):
         words = []
-        for k in range(beats):
+        for _ in range(beats):
             await FallingEdge(dut.clk)
-            if k == 0 and stalls[b]:
+            if stalls[b]:
                 tready.value = 0
-                held = None
-                for _ in range(stalls[b]):
-                    await ReadOnly()
-                    if tvalid.value:
-                        if held is not None and int(tdata.value) != held:
-                            seen.error(f"vector {b}: m_axis_y.tdata changed while tready was low")
-                        held = int(tdata.value)
+                await settled(tvalid)           # the beat is offered …
+                for _ in range(stalls[b]):      # … and has to wait
                     await FallingEdge(dut.clk)
             tready.value = 1
             await settled(tvalid)
-            words.append(int(tdata.value))
-            if int(tlast.value) != int(k == beats - 1):
-                seen.error(f"vector {b} beat {k}: m_axis_y.tlast is {int(tlast.value)}")
+            words.append(int(dut.m_axis_y__tdata.value))
             cycle = now()
             await RisingEdge(dut.clk)           # the transfer
         seen.last_beat.append(cycle)
-        seen.results.append(beat_results(ports.params, words))
+        results.append(beat_results(ports.params, words))
     await FallingEdge(dut.clk)
     tready.value = 0
+
+
+async def violation(dut: Any) -> None:
+    """Return :data:`GRACE_CYCLES` cycles after the harness first flags a protocol violation."""
+    while not int(dut.protocol_error.value):
+        await ValueChange(dut.protocol_error)
+    await ClockCycles(dut.clk, GRACE_CYCLES)
+
+
+def extremes(params: Any, partial: list[int]) -> list[list[int]]:
+    """Two ``acc`` vectors that take results ``partial[j] + acc[j]`` to ``+chain·tile_bound`` and to
+    ``−chain·tile_bound`` (each ``acc`` clipped to the ``W``-bit range, so the sum stays in it)."""
+    bound = params.chain * params.tile_bound
+    low, high = -(1 << (params.out_width - 1)), (1 << (params.out_width - 1)) - 1
+    return [[min(max(target - value, low), high) for value in partial] for target in (bound, -bound)]
+
+
+async def exchange(dut: Any, ports: PortMap, x: list[list[int]], acc: list[list[int]], gaps: list[int],
+                   stalls: list[int], seen: Observed, timeout: int, record: bool) -> list[list[int]]:
+    """Send vectors ``x`` with partial sums ``acc`` and take their results (those that came, after
+    a timeout or :func:`violation`, noted in ``seen``); ``record``: keep the cycles of the first and
+    last beats in ``seen``."""
+    p = ports.params
+    senders = [cocotb.start_soon(send(dut, "s_axis_x", [vector_beats(p, v) for v in x], gaps,
+                                      seen.first_beat if record else None)),
+               cocotb.start_soon(send(dut, "s_axis_acc", [result_beats(p, v) for v in acc], gaps, None))]
+    sink = seen if record else Observed()
+    results: list[list[int]] = []
+    receiving = cocotb.start_soon(receive(dut, ports, len(x), stalls, sink, results))
+    watching = cocotb.start_soon(violation(dut))
+    await First(receiving.complete, watching.complete, Timer(timeout * PERIOD_NS, "ns"))
+    if not receiving.done():
+        why = f"{GRACE_CYCLES} cycles after a protocol violation" if watching.done() else f"after {timeout} cycles"
+        seen.error(f"stopped waiting: {len(sink.last_beat)} of {len(x)} results {why}")
+    for task in (receiving, watching, *senders):
+        task.cancel()
+    return results
 
 
 async def answer_adcs(dut: Any, ports: PortMap, digits: np.ndarray, latency: int) -> None:
@@ -198,35 +240,46 @@ async def answer_adcs(dut: Any, ports: PortMap, digits: np.ndarray, latency: int
 
 
 async def run_segment(dut: Any, ports: PortMap, segment: dict, python_mode: bool) -> Observed:
-    """One tile's vectors from reset to the last result (or the timeout)."""
+    """One tile's vectors from reset to the last result (or the timeout), then the extremes probe."""
+    from codesign.sim.harness import RULES
+
     p = ports.params
     arrays = np.load(segment["arrays"])
     seen = Observed(start=now())
     wall = time.perf_counter()
     await reset_and_load(dut, {**segment, "model_mode": not python_mode})
-    x, acc, gaps, stalls = arrays["x"], arrays["acc"], arrays["gaps"].tolist(), arrays["stalls"].tolist()
+    x, acc, gaps, stalls = arrays["x"].tolist(), arrays["acc"].tolist(), arrays["gaps"].tolist(), arrays["stalls"].tolist()
     count, burst = len(x), segment["burst"]
     gaps = [0 if b < burst else gap for b, gap in enumerate(gaps)]
     stalls = [0 if b < burst else stall for b, stall in enumerate(stalls)]
-    helpers = []
-    if python_mode:
-        helpers.append(cocotb.start_soon(answer_adcs(dut, ports, arrays["digits"], segment["latency"])))
-    helpers.append(cocotb.start_soon(send(dut, "s_axis_x", [vector_beats(p, v) for v in x], gaps, seen.first_beat)))
-    helpers.append(cocotb.start_soon(send(dut, "s_axis_acc", [result_beats(p, v) for v in acc], gaps, None)))
-    try:
-        await with_timeout(cocotb.start_soon(receive(dut, ports, count, stalls, seen)),
-                           segment["timeout_cycles"] * PERIOD_NS, "ns")
-    except SimTimeoutError:
-        seen.error(f"timeout: {len(seen.results)} of {count} results after {segment['timeout_cycles']} cycles")
-    for helper in helpers:
-        helper.cancel()
+    helper = cocotb.start_soon(answer_adcs(dut, ports, arrays["digits"], segment["latency"])) if python_mode else None
+    seen.results = await exchange(dut, ports, x, acc, gaps, stalls, seen, segment["timeout_cycles"], record=True)
+    await FallingEdge(dut.clk)
     await ReadOnly()
-    if str(dut.protocol_error.value) != "0":
-        seen.error("the harness saw a protocol error: a conversion of a skipped column or with other b or k "
-                   "than the configuration, or a refused APB write")
+    seen.conversions = int(dut.conversions.value)
+    if len(seen.results) == count:
+        partial = [r - a for r, a in zip(seen.results[0], acc[0])]
+        probes = extremes(p, partial)
+        got = await exchange(dut, ports, [x[0]] * 2, probes, PROBE_GAPS, PROBE_STALLS, seen,
+                             segment["timeout_cycles"], record=False)
+        for want, result, name in zip(probes, got, ("+", "-")):
+            wrong = [j for j, (a, r, q) in enumerate(zip(want, result, partial)) if r != q + a]
+            if wrong:
+                j = wrong[0]
+                seen.error(f"the extremes probe: vector 0 again, with acc taking its results to {name}chain·tile_bound, "
+                           f"gives {result[j]} at j = {j}, not {partial[j]} + {want[j]} ({len(wrong)} of {len(want)} "
+                           f"results wrong: the output path loses top bits)")
+    if helper is not None:
+        helper.cancel()
+    await FallingEdge(dut.clk)          # out of any read-only phase a timeout may have left
+    await ReadOnly()
+    flags = int(dut.protocol_error.value)
+    if flags:
+        broken = "; ".join(rule for bit, rule in enumerate(RULES) if flags >> bit & 1)
+        seen.errors.insert(0, f"protocol check failed from cycle {int(dut.protocol_cycle.value)} after reload: "
+                              f"{broken}")
     if str(dut.error.value) != "0":
         seen.error(f"the module's error output is {dut.error.value} (a sticky STATUS error bit)")
-    seen.conversions = int(dut.conversions.value)
     seen.cycles = now() - seen.start
     seen.seconds = time.perf_counter() - wall
     return seen

@@ -171,7 +171,8 @@ def test_a_mutated_configuration_memory_is_refused_and_caught_by_simulation(fold
     built = build("icarus", folder / "rtl" / module["verilog"], folder / "rtl" / module["ports"], folder / "sim")
     (run,), stats = run_tiles(built, [case.job], folder / "sim" / "work")
     assert stats.failure is None and len(run.results) == 2
-    assert any("protocol error" in error for error in run.errors)     # a conversion with another k
+    assert any("protocol check failed" in error and "with another b or k than the configuration" in error
+               for error in run.errors)                              # a conversion with another k
     wrong = np.argwhere(np.array(run.results) != case.expected)
     assert len(wrong) and set(wrong[:, 1]) == {column // 8}      # only that column's logical output
 
