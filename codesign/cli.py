@@ -457,7 +457,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise_error(f"{args.dir} is not a folder: give the output folder of 'codesign generate'")
     with locked(Path(args.dir), "simulate"):
         results = simulate(args.dir, simulator=args.sim, vectors=args.vectors, tiles=args.tiles, waves=args.waves,
-                           mode=args.mode, model_path=args.model, seed=args.seed, progress=True, log=note)
+                           mode=args.mode, model_path=args.model, seed=args.seed, progress=True,
+                           corners=not args.no_corners, log=note)
     print(format_results(results))
     note(f"wrote {Path(args.dir) / 'sim' / 'results.json'}")
     return 0 if results["passed"] else 1
@@ -730,7 +731,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("dir", metavar="DIR", help="output folder of 'codesign generate'")
     simulate.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
                           help="simulator (default icarus; verilator builds for about 20 s, then runs several times faster)")
-    simulate.add_argument("--vectors", type=integer(1), metavar="N", help="input vectors per tile (default 8)")
+    simulate.add_argument("--vectors", type=integer(1), metavar="N",
+                          help="input vectors per tile (default 8), before the corner vectors")
+    simulate.add_argument("--no-corners", action="store_true",
+                          help="leave out the corner vectors (per tile about two per logical column: every "
+                               "result at its largest and smallest value)")
     simulate.add_argument("--tiles", action="append", metavar="SPEC",
                           help="only these tiles: LAYER, LAYER:I or LAYER:I-J, comma-separated or repeated "
                                "(default all)")

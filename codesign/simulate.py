@@ -14,7 +14,9 @@ many conversions as the config implies, results held under back-pressure, ``tlas
 
 Inputs are real layer inputs when the model's architecture is known and takes the bundled digits
 images (each layer's integer inputs while the model classifies digits test images), random
-otherwise. Before simulating, the folder is checked for drift: ``hw_config.json`` (what the golden
+otherwise; then every tile gets the *corner vectors* of its column block (:func:`corner_vectors`),
+which drive every result and every partial sum on ``s_axis_acc`` to its largest and its smallest
+possible value, so the accumulators' top bits and signs are exercised. Before simulating, the folder is checked for drift: ``hw_config.json`` (what the golden
 model uses) must still match ``rtl/`` and ``params/`` (what the hardware uses); any difference is
 refused with the first one named, because it could pass unnoticed (a column given more bits).
 """
@@ -265,6 +267,32 @@ def layer_inputs(model: Any, config: HardwareConfig, vectors: int,
     return with_corner(inputs), "vector 0 at the maximum, the others real layer inputs from digits test images"
 
 
+def corner_vectors(q: np.ndarray, columns: slice, input_bits: int) -> np.ndarray:
+    """Input vectors ``x[V, K]`` that drive every output in ``columns`` of ``Q[K, N]`` to its
+    largest and its smallest value over all ``input_bits``-bit inputs, at every row block.
+
+    Output ``j`` (and each partial sum of its row blocks) is largest with ``x[r] = 2^a − 1`` where
+    ``Q[r, j] > 0`` and ``x[r] = 0`` where ``Q[r, j] < 0``, smallest with the signs exchanged, for
+    any ADC resolutions: the two signs sit on their own columns (docs/design.md §3.3), and every
+    column value and ADC code is non-decreasing in every input digit (§3.7, §3.8). Rows where
+    ``Q[r, j] = 0`` are free, so these ``2·|columns|`` demands are packed first-fit (most
+    constrained first) into as few vectors as never ask a row for both values; free rows stay 0.
+    An all-zero block needs none.
+    """
+    signs = np.sign(q[:, columns]).T.astype(np.int8)                # [L, K]: +1 at max, −1 at 0
+    demands = [d for d in np.concatenate([signs, -signs]) if d.any()]
+    demands.sort(key=lambda d: -np.count_nonzero(d))
+    packed: list[np.ndarray] = []
+    for demand in demands:
+        target = next((v for v in packed if not (v * demand < 0).any()), None)
+        if target is None:
+            packed.append(demand.copy())
+        else:
+            np.copyto(target, demand, where=demand != 0)
+    vectors = np.array(packed, dtype=np.int64).reshape(len(packed), q.shape[0])
+    return np.where(vectors > 0, (1 << input_bits) - 1, 0)
+
+
 @dataclass
 class TileCase:
     """One tile's job, the golden results it must produce and the cycles it must take."""
@@ -272,6 +300,7 @@ class TileCase:
     ref: TileRef
     module: str
     cfg_file: str
+    corners: int        # corner vectors, after the others
     timing: Any         # codesign.hw.periphery.Timing
     conversions: int    # the conversions all the vectors need
     col_start: int
@@ -280,8 +309,10 @@ class TileCase:
     expected: np.ndarray
 
 
-def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.random.Generator) -> TileCase:
-    """The job of tile ``ref`` for layer inputs ``x[B, K]`` and its expected results ``[B, L]``."""
+def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.random.Generator,
+              corners: bool = True) -> TileCase:
+    """The job of tile ``ref`` for layer inputs ``x[B, K]``, followed (with ``corners``) by the
+    corner vectors of its column block, and its expected results ``[B + corners, L]``."""
     from .golden import layer_outputs
     from .mapping import tile_digits
     from .rtl import module_groups, tile_schedule
@@ -295,8 +326,10 @@ def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.r
     q = model.layer(layer.key).q
     entry = folder.manifest_layer(layer.key)
     generated = entry["tiles"][ref.index]
-    B, R, L = len(x), geometry.rows, geometry.logical_cols
     cols = slice(tile.col_start, tile.col_start + tile.col_count)
+    extra = corner_vectors(q, cols, layer.input_bits) if corners else np.zeros((0, x.shape[1]), dtype=np.int64)
+    x = np.concatenate([x, extra])
+    B, R, L = len(x), geometry.rows, geometry.logical_cols
     before = [t for t in layer.tiles if t.col_start == tile.col_start and t.row_start < tile.row_start]
 
     def partial(tiles: list) -> np.ndarray:
@@ -316,7 +349,7 @@ def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.r
                   digits=digits, expect=expect + [0] * (geometry.cols - len(expect)), latency=latency,
                   gaps=rng.integers(0, BACK_PRESSURE, size=B), stalls=rng.integers(0, BACK_PRESSURE, size=B),
                   burst=min(BURST, B))
-    return TileCase(ref, entry["module"], generated["cfg_file"], schedule.timing,
+    return TileCase(ref, entry["module"], generated["cfg_file"], len(extra), schedule.timing,
                     B * geometry.input_cycles * schedule.conversions, tile.col_start, tile.col_count, job,
                     partial(before + [tile]))
 
@@ -376,7 +409,7 @@ def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, 
 def tile_record(case: TileCase, run: Any, mismatches: int, errors: list[str]) -> dict:
     """A tile's entry in results.json."""
     return {"layer": case.ref.layer, "tile": case.ref.index, "module": case.module, "cfg_file": case.cfg_file,
-            "vectors": len(case.expected), "outputs": int(case.expected.size),
+            "vectors": len(case.expected), "corner_vectors": case.corners, "outputs": int(case.expected.size),
             "cycles_per_vector": case.timing.period, "latency": case.timing.latency,
             "measured_ends": run.ends[:case.job.burst], "adc_latency": case.job.latency,
             "conversions": run.conversions, "first_cycle": run.start,
@@ -388,11 +421,12 @@ def tile_record(case: TileCase, run: Any, mismatches: int, errors: list[str]) ->
 
 def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int] = None,
              tiles: Optional[list[str]] = None, waves: bool = False, mode: str = "fast",
-             model_path: Optional[str] = None, seed: int = 0, progress: bool = False,
+             model_path: Optional[str] = None, seed: int = 0, progress: bool = False, corners: bool = True,
              log: Callable[[str], None] = lambda message: None) -> dict:
     """Simulate the selected tiles of the folder ``root``; write and return ``root/sim/results.json``.
 
-    ``vectors`` input vectors per tile (default :data:`DEFAULT_VECTORS`); ``tiles`` as
+    ``vectors`` input vectors per tile (default :data:`DEFAULT_VECTORS`), then with ``corners``
+    each tile's :func:`corner_vectors`; ``tiles`` as
     :func:`select_tiles`; ``waves`` writes ``root/sim/waves/<module>.fst`` (Icarus) or ``.vcd``
     (Verilator), each tile from its ``first_cycle`` in results.json; ``mode`` as
     :data:`codesign.sim.runner.MODES`; ``model_path`` overrides the model named in hw_config.json.
@@ -421,7 +455,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     claim_tree(folder.root, "sim")
     shutil.rmtree(out / "work", ignore_errors=True)
     shutil.rmtree(out / "waves", ignore_errors=True)    # no waveform of an earlier run stays behind
-    cases = [tile_case(folder, model, ref, inputs[ref.layer], rng) for ref in refs]
+    cases = [tile_case(folder, model, ref, inputs[ref.layer], rng, corners) for ref in refs]
     start = time.perf_counter()
     runs, builds, failures, waves_files = run_cases(folder, cases, simulator, mode, waves, progress, log)
     records, mismatches = [], []
@@ -431,7 +465,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
         records.append(tile_record(case, runs[case.ref], len(wrong), errors))
     results = {
         "schema": SCHEMA, "simulator": {"name": simulator, "version": tool.version}, "mode": mode,
-        "vectors": vectors, "seed": seed, "inputs": source, "model": model.info.model_dump(),
+        "vectors": vectors, "corners": corners, "seed": seed, "inputs": source, "model": model.info.model_dump(),
         "builds": builds, "tiles": records, "errors": failures,
         "outputs_compared": sum(r["outputs"] for r in records),
         "simulated_cycles": sum(r["simulated_cycles"] for r in records),
@@ -463,7 +497,10 @@ def format_results(results: dict, limit: int = 50) -> str:
         shown.append(f"… {results['mismatch_count']} mismatches in all; the list is in sim/results.json")
     failed = [r for r in results["tiles"] if not r["passed"]]
     sim = results["simulator"]
-    verdict = (f"{len(results['tiles'])} tiles × {results['vectors']} vectors on {sim['name']} {sim['version']} "
+    counts = [r["corner_vectors"] for r in results["tiles"]]
+    low, high = min(counts, default=0), max(counts, default=0)
+    corners = "" if not high else f" + {low} corner" if low == high else f" + {low}–{high} corner"
+    verdict = (f"{len(results['tiles'])} tiles × {results['vectors']}{corners} vectors on {sim['name']} {sim['version']} "
                f"({results['mode']} mode, inputs: {results['inputs']}): ")
     if not results["passed"]:
         verdict += f"FAILED: {len(failed)} tile(s) wrong, {results['mismatch_count']} mismatching outputs"

@@ -5,6 +5,9 @@ the physical columns, conversion cycles, stream width), on Icarus and Verilator,
 the simulator or in Python. Every case also checks, from the golden model alone, that the situation
 it names occurs."""
 
+import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from codesign.errors import CodesignError
 from codesign.generate import generate
 from codesign.ingest import load_model
 from codesign.mapping import lossless_bits, tile_column_sums
-from codesign.simulate import read_mem, simulate
+from codesign.simulate import corner_vectors, read_mem, simulate
 
 
 def make_folder(root: Path, q: dict[str, np.ndarray], weight_bits: int, input_bits: int, crossbar: CrossbarConfig,
@@ -121,7 +124,8 @@ def test_edge_cases_are_bit_exact(edges, simulator, mode):
     out, config, _ = edges
     found = simulate(out, simulator=simulator, vectors=4, mode=mode, seed=3)
     assert found["passed"], found["mismatches"][:5] or [t["errors"] for t in found["tiles"]]
-    assert len(found["tiles"]) == 9 and found["outputs_compared"] == 9 * 4 * 6
+    assert len(found["tiles"]) == 9 and all(t["vectors"] == 4 + t["corner_vectors"] for t in found["tiles"])
+    assert found["outputs_compared"] == sum(t["vectors"] for t in found["tiles"]) * 6
     assert "random (the model file has no architecture)" in found["inputs"]
     latencies = {t["adc_latency"] for t in found["tiles"]}
     assert latencies == ({1, 2} if config.periphery.adc_interface == "macro" else {1})   # macro: 2 cycles
@@ -208,3 +212,112 @@ def test_a_single_input_cycle_is_bit_exact(tmp_path):
     assert geometry.input_cycles == 1
     found = simulate(out, simulator="icarus", vectors=4, seed=5)
     assert found["passed"] and found["outputs_compared"] == len(config.layer("fc").tiles) * 4 * geometry.logical_cols
+
+
+# --- corner vectors: every accumulator at its extremes ----------------------------------------
+
+CORNER_CROSSBAR = CrossbarConfig(rows=64, cols=64, cell_bits=2, dac_bits=1, adcs=4)   # S = 4, L = 8, T = 8
+CORNER_BITS = dict(weight_bits=8, input_bits=8)
+
+
+def corner_matrix() -> np.ndarray:
+    """Q[192, 12] (three full row blocks, column blocks of 8 and 4): weights ±100 … 127 with a random
+    sign, so a result passes ±2^21 only when the inputs follow its signs (random inputs, and all
+    inputs at the maximum, cancel out); columns 9 and 10 of one sign only, and smaller (±12 … 15)."""
+    rng = np.random.default_rng(31)
+    q = rng.integers(100, 128, size=(192, 12)) * rng.choice([-1, 1], size=(192, 12))
+    q[:, 9], q[:, 10] = np.abs(q[:, 9]) // 8, -(np.abs(q[:, 10]) // 8)
+    q[rng.random((192, 12)) < 0.05] = 0
+    return q.astype(np.int32)
+
+
+def extremes(q: np.ndarray, rows: int, input_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Largest and smallest possible prefix sums over rows ``0 … rows − 1`` of every column."""
+    top = (1 << input_bits) - 1
+    return top * np.maximum(q[:rows], 0).sum(axis=0), -top * np.maximum(-q[:rows], 0).sum(axis=0)
+
+
+def truncated_outputs(verilog: Path, bits: int) -> None:
+    """Mutant: every result on m_axis_y keeps only its low ``bits`` bits, sign-extended."""
+    text = verilog.read_text()
+    found = re.findall(r"assign (m_axis_y__tdata\[(\d+):(\d+)\]) = (.*\$signed.*);", text)
+    assert found, "the results are no longer assigned to m_axis_y__tdata as expected"
+    for n, (target, high, low, expression) in enumerate(found):
+        width = int(high) - int(low) + 1
+        assert width > bits
+        text = text.replace(f"assign {target} = {expression};",
+                            f"wire [{width - 1}:0] truncated_{n} = {expression};\n"
+                            f"  assign {target} = {{{{{width - bits}{{truncated_{n}[{bits - 1}]}}}}, "
+                            f"truncated_{n}[{bits - 1}:0]}};")
+    verilog.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def corners(tmp_path_factory):
+    q = corner_matrix()
+    out, config = make_folder(tmp_path_factory.mktemp("corners"), {"fc": q}, **CORNER_BITS, crossbar=CORNER_CROSSBAR)
+    return out, config, q
+
+
+def test_corner_vectors_reach_every_extreme_of_the_bundled_model():
+    """At every row block of every column block, each output's largest and smallest possible value
+    (from the weights' signs alone) occurs among the corner vectors of that block."""
+    model = load_model(None)
+    config = analyze(model, CrossbarConfig()).to_config()
+    for layer in config.layers:
+        q = model.layer(layer.key).q.astype(np.int64)
+        for tile in layer.tiles:
+            cols = slice(tile.col_start, tile.col_start + tile.col_count)
+            x = corner_vectors(q, cols, layer.input_bits)
+            assert set(np.unique(x)) <= {0, 255} and len(x) <= 2 * tile.col_count
+            end = tile.row_start + tile.row_count
+            high, low = extremes(q[:, cols], end, layer.input_bits)
+            reached = x[:, :end] @ q[:end, cols]
+            assert np.array_equal(reached.max(axis=0), high) and np.array_equal(reached.min(axis=0), low), \
+                (layer.key, tile.range)
+
+
+def test_corner_vectors_pack_compatible_demands_and_skip_empty_blocks():
+    q = np.array([[3, 0, -1], [0, 2, -1], [0, 0, 0]])
+    x = corner_vectors(q, slice(0, 3), 2)
+    assert len(x) == 2                   # {0+, 1+, 2−} and {0−, 1−, 2+} never disagree on a row
+    assert (x @ q).max(axis=0).tolist() == [9, 6, 0] and (x @ q).min(axis=0).tolist() == [0, 0, -6]
+    assert corner_vectors(np.zeros((4, 2), dtype=int), slice(0, 2), 8).shape == (0, 4)
+
+
+def test_the_corners_reach_the_top_result_bits(corners):
+    """From the weights alone: the extremes of the fixture exceed a 22-bit result; random inputs and
+    all inputs at the maximum do not."""
+    out, config, q = corners
+    ports = json.loads(next(p for p in (out / "rtl").glob("*.json") if p.name != "manifest.json").read_text())
+    assert ports["interface"]["annotations"]["urn:codesign:tile-periphery:2"]["parameters"]["out_width"] == 25
+    high, low = extremes(q, 192, 8)
+    assert (high > 2 ** 21).sum() >= 8 and (low < -2 ** 21).sum() >= 8
+    others = np.concatenate([np.full((1, 192), 255), np.random.default_rng(0).integers(0, 256, size=(64, 192))])
+    assert np.abs(others @ q).max() < 2 ** 21
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_corner_vectors_are_bit_exact(corners, simulator):
+    out, config, _ = corners
+    found = simulate(out, simulator=simulator, vectors=2, seed=4)
+    assert found["passed"], found["mismatches"][:5] or [t["errors"] for t in found["tiles"]]
+    assert found["corners"] and len(found["tiles"]) == 6
+    # mixed signs everywhere: 2 per column; block 8–11 shares {9+, 10−} and {9−, 10+}: 2 + 2 + 1 + 1
+    assert [t["corner_vectors"] for t in found["tiles"]] == [16, 6] * 3
+    assert all(t["vectors"] == 2 + t["corner_vectors"] for t in found["tiles"])
+    assert found["outputs_compared"] == sum(t["vectors"] for t in found["tiles"]) * 8
+
+
+@pytest.mark.parametrize("bits", [20, 22])
+def test_a_truncated_result_is_caught_by_the_corners_only(corners, bits, tmp_path):
+    out, _, _ = corners
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("sim"))
+    truncated_outputs(next((copy / "rtl").glob("*.v")), bits)
+    found = simulate(copy, vectors=2, seed=4)
+    assert not found["passed"] and found["mismatch_count"]
+    assert all(abs(m["expected"]) >= 2 ** (bits - 1) for m in found["mismatches"])
+    if bits == 22:      # only the corner vectors (after the 2 others) reach it; 8 other vectors pass
+        assert all(m["vector"] >= 2 for m in found["mismatches"])
+        assert simulate(copy, vectors=8, seed=4, corners=False)["passed"]
