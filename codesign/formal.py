@@ -61,6 +61,12 @@ PROPERTIES = {
     "input_cycle": ("tile", "cover"),
 }
 
+#: The annotation of a generated module's ``<module>.json`` that carries its parameters.
+ANNOTATION = "urn:codesign:tile-periphery:2"
+
+#: Most schedule rows the solver writes before the tile properties (``--schedule-rows``).
+SCHEDULE_ROWS = 2
+
 #: Width of the SAR shift field (``codesign.hw.periphery.SHIFT_WIDTH``, kept Amaranth-free here).
 _SHIFT = 5
 
@@ -68,12 +74,13 @@ _SHIFT = 5
 @dataclass
 class Result:
     """One proof: ``module``, ``prop``, ``mode`` (``prove``: k-induction, unbounded; ``bmc``; ``cover``),
-    ``depth`` (cycles; for ``cover`` the step reached), ``passed`` and wall-clock ``seconds``."""
+    ``depth`` (cycles; for ``cover`` the step reached), ``solver``, ``passed`` and wall-clock ``seconds``."""
 
     module: str
     prop: str
     mode: str
     depth: int
+    solver: str
     passed: bool
     seconds: float
     detail: str = ""
@@ -202,33 +209,110 @@ def module_ports(description: dict) -> list[Port]:
     return ports
 
 
-def tile_wrapper(name: str, description: dict) -> str:
-    """The SVA wrapper of generated module ``name`` with ``description`` (its ``<module>.json``)."""
-    p = description["interface"]["annotations"]["urn:codesign:tile-periphery:2"]["parameters"]
-    vector_beats = p["input_cycles"] * p["x_beats"]
-    memory_bit = 2 + (p["adcs"] - 1).bit_length() + max(1, (p["depth"] - 1).bit_length())
+def _tile_parameters(description: dict) -> dict:
+    return description["interface"]["annotations"][ANNOTATION]
+
+
+def tile_wrapper(name: str, description: dict, schedule_rows: int = SCHEDULE_ROWS) -> str:
+    """The SVA wrapper of generated module ``name`` with ``description`` (its ``<module>.json``).
+
+    The wrapper first writes a schedule of ``n ≤ schedule_rows`` rows (``n`` and every slot chosen
+    by the solver, ``anyconst``, within the rules of :meth:`~codesign.hw.periphery.PeripheryParams.schedule`)
+    through APB, two cycles per write, then ``ROWS = n``; from then on every input is free, except
+    that APB writes to the memory or ``ROWS`` happen only while ``busy`` (where they must be refused).
+    """
+    annotation = _tile_parameters(description)
+    p = annotation["parameters"]
+    fields = {f["name"]: (f["offset"], f["width"]) for f in annotation["slot"]}
+    A, S, L, E = p["adcs"], p["slices"], p["logical_cols"], p["beat_results"]
+    rows = min(p["depth"], schedule_rows)
+    slot_bits, row_bits = (A - 1).bit_length(), max(1, (p["depth"] - 1).bit_length())
+    memory_bit = 2 + slot_bits + row_bits
     rows_width = p["depth"].bit_length()
-    declarations = "\n".join(f"  {'wire' if port.output else '(* anyseq *) wire'} [{port.width - 1}:0] {port.name};"
-                             for port in module_ports(description))
-    connections = ", ".join(f".{port.name}({port.name})" for port in module_ports(description))
+    vector_beats = p["input_cycles"] * p["x_beats"]
+    writes = rows * A + 1
+    cfg_bits = (2 * writes).bit_length()
+    ports = module_ports(description)
+    free = {port.name for port in ports if not port.output and port.name.startswith("apb__")}
+    declarations = "\n".join(
+        f"  wire [{port.width - 1}:0] {port.name};" if port.output or port.name in free
+        else f"  (* anyseq *) wire [{port.width - 1}:0] {port.name};" for port in ports)
+    declarations += "\n" + "\n".join(f"  (* anyseq *) wire [{port.width - 1}:0] free_{port.name};"
+                                     for port in ports if port.name in free)
+    connections = ", ".join(f".{port.name}({port.name})" for port in ports)
+
+    def field(word: str, name: str) -> str:
+        lsb, width = fields[name]
+        return f"{word}[{lsb + width - 1}:{lsb}]" if width else "1'b0"
+
+    slots, rules = [], []
+    column_bits = (L * 2 * S).bit_length() + 1
+    for r in range(rows):
+        for g in range(A):
+            word = f"slot_{r}_{g}"
+            slots.append(f"  (* anyconst *) reg [{p['slot_width'] - 1}:0] {word};")
+            slots.append(f"  wire [{column_bits - 1}:0] column_{r}_{g} = ({field(word, 'logical')} * {S} + "
+                         f"{field(word, 'slice')}) * 2 + {field(word, 'polarity')};")
+            present = f"(n > {r})"
+            rules.append(f"if {present} assume({field(word, 'bits')} <= {p['bmax']} && "
+                         f"{field(word, 'slice')} < {S} && {field(word, 'logical')} < {L});")
+            if g:
+                previous = f"slot_{r}_{g - 1}"
+                rules.append(f"if ({present} && {field(word, 'bits')} != 0) assume({field(previous, 'bits')} != 0 "
+                             f"&& column_{r}_{g} > column_{r}_{g - 1});")
+                rules.append(f"if ({present} && {field(word, 'bits')} == 0) assume(column_{r}_{g} == column_{r}_{g - 1});")
+            else:
+                rules.append(f"if ({present} && {field(word, 'bits')} == 0) assume(n == 1 && column_{r}_0 == "
+                             f"{L * 2 * S - 1});")
+            if r and not g:
+                rules.append(f"if {present} assume({field(word, 'logical')} / {E} >= "
+                             f"{field(f'slot_{r - 1}_{A - 1}', 'logical')} / {E});")
+    table = "\n".join(f"      {r * A + g}: begin cfg_addr = {4 * ((1 << (slot_bits + row_bits)) | r << slot_bits | g)}; "
+                      f"cfg_data = slot_{r}_{g}; end" for r in range(rows) for g in range(A))
     beat_bits = max(1, (vector_beats - 1).bit_length())
     y_bits = max(1, (p["y_beats"] - 1).bit_length())
     cover = ("$past(input_cycle) == 0 && input_cycle == 1" if p["input_cycles"] > 1
-             else "m_axis_y__tvalid && m_axis_y__tready && m_axis_y__tlast")
+             else "y_take && m_axis_y__tlast")
     return f"""
 module formal_tile(input clk);
 {declarations}
   reg rst = 1, settled = 0;
   always @(posedge clk) begin rst <= 0; settled <= !rst; end
   {name} dut(.clk(clk), .rst(rst), {connections});
+  // the schedule: n rows of A slots, written through APB (setup, access) before ROWS = n
+  (* anyconst *) reg [{rows_width - 1}:0] n;
+{chr(10).join(slots)}
+  always @(*) begin
+    assume(n >= 1 && n <= {rows});
+{chr(10).join('    ' + rule for rule in rules)}
+  end
+  reg [{cfg_bits - 1}:0] cfg = 0;
+  wire [{cfg_bits - 1}:0] write = cfg >> 1;
+  wire configuring = write <= n * {A};
+  always @(posedge clk) if (!rst && configuring) cfg <= cfg + 1'b1;
+  reg [{p['apb_addr_width'] - 1}:0] cfg_addr; reg [31:0] cfg_data;
+  always @(*) begin
+    cfg_addr = 4; cfg_data = n;
+    if (write < n * {A}) case (write)
+{table}
+      default: ;
+    endcase
+  end
+  assign apb__psel = configuring ? !rst : free_apb__psel;
+  assign apb__penable = configuring ? cfg[0] : free_apb__penable;
+  assign apb__pwrite = configuring ? 1'b1 : free_apb__pwrite;
+  assign apb__paddr = configuring ? cfg_addr : free_apb__paddr;
+  assign apb__pwdata = configuring ? cfg_data : free_apb__pwdata;
+  wire apb_write = apb__psel && apb__penable && apb__pwrite;
+  wire rows_addr = apb__paddr == 8'd4;
+  wire memory_addr = apb__paddr[{memory_bit}];
+  always @(*) if (!rst && !configuring && apb_write && (rows_addr || memory_addr)) assume(busy);
+  // the reference model of the streams
   wire x_take = s_axis_x__tvalid && s_axis_x__tready;
   wire y_take = m_axis_y__tvalid && m_axis_y__tready;
   reg [{beat_bits - 1}:0] x_beat; reg [{y_bits - 1}:0] y_beat; reg [2:0] vectors;
   reg [{rows_width - 1}:0] rows;
   reg held; reg [{p["stream_width"] - 1}:0] held_data; reg held_last;
-  wire apb_write = apb__psel && apb__penable && apb__pwrite;
-  wire rows_addr = apb__paddr == 8'd4;
-  wire memory_addr = apb__paddr[{memory_bit}];
   always @(posedge clk) begin
     if (rst) begin x_beat <= 0; y_beat <= 0; vectors <= 0; rows <= 0; end
     else begin
@@ -264,25 +348,37 @@ endmodule
 # --- running SymbiYosys ----------------------------------------------------------------------------
 
 
-def _sby_file(mode: str, depth: int, define: str, sources: list[Path], top: str, expose: str) -> str:
+#: The solvers ``--solver`` chooses from (``smtbmc`` engines).
+SOLVERS = ("boolector", "z3")
+
+
+def _sby_file(mode: str, depth: int, defines: Sequence[str], sources: list[Path], top: str, expose: str,
+              solver: str) -> str:
     reads = "\n".join(f"read_verilog -formal {path.name}" for path in sources[:-1]) + (f"\nexpose {expose}" if expose else "")
     return (f"[options]\nmode {mode}\ndepth {depth}\n\n"
-            f"[engines]\nsmtbmc z3\n\n[script]\n{reads}\n"
-            f"read_verilog -formal -sv -D{define} {sources[-1].name}\nprep -top {top}\n\n"
+            f"[engines]\nsmtbmc {solver}\n\n[script]\n{reads}\n"
+            f"read_verilog -formal -sv {' '.join('-D' + d for d in defines)} {sources[-1].name}\nprep -top {top}\n\n"
             f"[files]\n" + "\n".join(str(path) for path in sources) + "\n")
 
 
-def run_sby(mode: str, depth: int, define: str, sources: list[Path], top: str, workdir: Path,
-            expose: str = "") -> tuple[bool, str]:
-    """Run one SymbiYosys task (the last source is the wrapper, read with ``-D<define>``; ``expose``:
-    a Yosys selection of internal signals made ports first); returns whether it passed and its log."""
+def run_sby(mode: str, depth: int, defines: Sequence[str], sources: list[Path], top: str, workdir: Path,
+            expose: str = "", solver: str = SOLVERS[0]) -> tuple[bool, str]:
+    """Run one SymbiYosys task in ``workdir`` (the last source is the wrapper, read with ``-D`` of
+    each of ``defines``; ``expose``: a Yosys selection of internal signals made ports first);
+    returns whether it passed and its log."""
     from .tools import formal_tools
 
-    tools = formal_tools()
+    tools = formal_tools(solver)
     sby = workdir / "task.sby"
-    sby.write_text(_sby_file(mode, depth, define, sources, top, expose))
+    workdir.mkdir(parents=True, exist_ok=True)
+    sby.write_text(_sby_file(mode, depth, defines, sources, top, expose, solver))
+    bin_dir = workdir / "bin"                   # yosys-smtbmc runs the solver by its plain name
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / solver
+    shim.write_text(f'#!/bin/sh\nexec "{tools[solver]}" "$@"\n')
+    shim.chmod(0o755)
     env = dict(os.environ, YOSYS=str(tools["yosys"]), SMTBMC=str(tools["smtbmc"]), WITNESS=str(tools["witness"]),
-               PATH=f"{tools['z3'].parent}{os.pathsep}{os.environ.get('PATH', '')}")
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     done = subprocess.run([str(tools["sby"]), "-f", "-d", str(workdir / "run"), str(sby)], capture_output=True,
                           text=True, env=env)
     log = done.stdout + done.stderr
@@ -290,29 +386,23 @@ def run_sby(mode: str, depth: int, define: str, sources: list[Path], top: str, w
 
 
 def _covered_step(log: str) -> int:
-    steps = [int(s) for s in re.findall(r"[Rr]eached cover statement .* in step (\d+)", log)]
+    steps = [int(s) for s in re.findall(r"[Rr]eached cover statement .* step (\d+)", log)]
     return max(steps) if steps else -1
 
 
-def prove_sar(module: str, bmax: int, value_width: int, props: Sequence[str], scratch: Path,
-              verilog: str | None = None) -> list[Result]:
-    """The SAR properties of a module's controller (``verilog``: a SAR module named ``sar`` to
-    prove instead, e.g. a mutant; default: :func:`sar_verilog`)."""
-    source = scratch / "sar.v"
-    source.write_text(verilog if verilog is not None else sar_verilog(bmax, value_width))
-    wrapper = scratch / "formal_sar.sv"
-    wrapper.write_text(sar_wrapper(bmax, value_width))
-    depth = bmax + 3                                   # the induction step spans one whole conversion
-    results = []
-    for prop in props:
-        began = time.monotonic()
-        work = scratch / prop
-        work.mkdir()
-        passed, log = run_sby("prove", depth, prop.upper(), [source, wrapper], "formal_sar", work,
-                              expose="sar/code sar/index sar/value" if bmax > 1 else "sar/code sar/value")
-        results.append(Result(module, prop, "prove", depth, passed, time.monotonic() - began,
-                              "" if passed else _failure(log)))
-    return results
+def _failure(log: str) -> str:
+    lines = [line.split("] ", 1)[-1] for line in log.splitlines() if "Assert failed" in line or "ERROR" in line]
+    return lines[0].strip() if lines else (log.strip().splitlines() or ["no log"])[-1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to prove: ``depth`` (clock cycles of the bounded tile properties), ``solver``
+    (:data:`SOLVERS`) and ``schedule_rows`` (most schedule rows the solver writes, ≥ 1)."""
+
+    depth: int = DEFAULT_DEPTH
+    solver: str = SOLVERS[0]
+    schedule_rows: int = SCHEDULE_ROWS
 
 
 def sar_verilog(bmax: int, value_width: int) -> str:
@@ -325,35 +415,60 @@ def sar_verilog(bmax: int, value_width: int) -> str:
     return component_verilog(SARController(bmax, value_width, unsigned(0)), "sar")
 
 
-def prove_tile(module: str, verilog: Path, description: dict, props: Sequence[str], depth: int,
-               scratch: Path) -> list[Result]:
-    """The tile properties of generated module ``module`` (file ``verilog``, ports ``description``)."""
-    wrapper = scratch / "formal_tile.sv"
-    wrapper.write_text(tile_wrapper(module, description))
+def prove_sar(module: str, bmax: int, value_width: int, props: Sequence[str], scratch: Path,
+              settings: Settings = Settings(), verilog: str | None = None) -> list[Result]:
+    """The SAR properties ``props`` of a module's controller (``Bmax`` = ``bmax``, ``Wy`` =
+    ``value_width``) by k-induction; ``verilog``: a SAR module named ``sar`` to prove instead
+    (a mutant), default :func:`sar_verilog`."""
+    source = scratch / "sar.v"
+    source.write_text(verilog if verilog is not None else sar_verilog(bmax, value_width))
+    wrapper = scratch / "formal_sar.sv"
+    wrapper.write_text(sar_wrapper(bmax, value_width))
+    depth = bmax + 3                                   # the induction step spans one whole conversion
+    expose = "sar/code sar/index sar/value" if bmax > 1 else "sar/code sar/value"
     results = []
     for prop in props:
-        mode = PROPERTIES[prop][1]
         began = time.monotonic()
-        work = scratch / prop
-        work.mkdir()
-        passed, log = run_sby(mode, depth, prop.upper(), [verilog, wrapper], "formal_tile", work)
-        reached = _covered_step(log) if mode == "cover" else depth
-        if mode == "cover" and passed:
-            detail = f"one input cycle reached at step {reached} of {depth}"
-        else:
-            detail = "" if passed else (f"not reached within depth {depth}: raise --depth" if mode == "cover"
-                                        else _failure(log))
-        results.append(Result(module, prop, mode, reached if passed else depth, passed,
-                              time.monotonic() - began, detail))
+        passed, log = run_sby("prove", depth, [prop.upper()], [source, wrapper], "formal_sar", scratch / prop,
+                              expose, settings.solver)
+        results.append(Result(module, prop, "prove", depth, settings.solver, passed, time.monotonic() - began,
+                              "" if passed else _failure(log)))
     return results
 
 
-def _failure(log: str) -> str:
-    lines = [line.split("] ", 1)[-1] for line in log.splitlines() if "Assert failed" in line or "ERROR" in line]
-    return lines[0].strip() if lines else (log.strip().splitlines() or ["no log"])[-1]
+def prove_tile(module: str, verilog: Path, description: dict, props: Sequence[str], scratch: Path,
+               settings: Settings = Settings()) -> list[Result]:
+    """The tile properties ``props`` of generated module ``module`` (file ``verilog``, ports
+    ``description``), bounded to ``settings.depth`` cycles; ``input_cycle`` passes only when one
+    whole input cycle fits in that depth. The bounded properties are checked in one solver run
+    (each row of the result carries its time); when it fails, each is checked on its own."""
+    wrapper = scratch / "formal_tile.sv"
+    wrapper.write_text(tile_wrapper(module, description, settings.schedule_rows))
+    sources = [verilog, wrapper]
+
+    def run(group: Sequence[str], mode: str) -> list[Result]:
+        began = time.monotonic()
+        passed, log = run_sby(mode, settings.depth, [prop.upper() for prop in group], sources, "formal_tile",
+                              scratch / "_".join(group), solver=settings.solver)
+        seconds = time.monotonic() - began
+        if mode == "cover":
+            reached = _covered_step(log)
+            detail = (f"one input cycle ends at step {reached}" if passed
+                      else f"no input cycle ends within depth {settings.depth}: raise --depth")
+            return [Result(module, group[0], mode, reached if passed else settings.depth, settings.solver, passed,
+                           seconds, detail)]
+        if not passed and len(group) > 1:
+            return [result for prop in group for result in run([prop], mode)]
+        return [Result(module, prop, mode, settings.depth, settings.solver, passed, seconds,
+                       "" if passed else _failure(log)) for prop in group]
+
+    bounded = [prop for prop in props if PROPERTIES[prop][1] == "bmc"]
+    results = [result for prop in props if PROPERTIES[prop][1] == "cover" for result in run([prop], "cover")]
+    results += run(bounded, "bmc") if bounded else []
+    return sorted(results, key=lambda r: list(props).index(r.prop))
 
 
-def prove_folder(folder: Path, depth: int, scratch: Path) -> list[Result]:
+def prove_folder(folder: Path, scratch: Path, settings: Settings = Settings()) -> list[Result]:
     """Every property of every module of ``codesign generate`` folder ``folder``."""
     manifest_path = folder / "rtl" / "manifest.json"
     if not manifest_path.is_file():
@@ -366,52 +481,59 @@ def prove_folder(folder: Path, depth: int, scratch: Path) -> list[Result]:
         work = scratch / name
         work.mkdir(parents=True, exist_ok=True)
         tile_props = [prop for prop, (scope, _) in PROPERTIES.items() if scope == "tile"]
-        results += prove_tile(name, folder / "rtl" / entry["verilog"], description, tile_props, depth, work)
+        results += prove_tile(name, folder / "rtl" / entry["verilog"], description, tile_props, work, settings)
         if entry["interface"] == "sar":
-            p = description["interface"]["annotations"]["urn:codesign:tile-periphery:2"]["parameters"]
+            p = _tile_parameters(description)["parameters"]
             sar_props = [prop for prop, (scope, _) in PROPERTIES.items() if scope == "sar"]
             sar_work = work / "sar"
             sar_work.mkdir()
-            results += prove_sar(name, p["bmax"], p["value_width"], sar_props, sar_work)
+            results += prove_sar(name, p["bmax"], p["value_width"], sar_props, sar_work, settings)
     return results
 
 
 def results_table(results: Sequence[Result]) -> str:
-    """A Markdown table: module, property, proof (depth or induction), result, time."""
-    rows = ["| module | property | proof | result | time (s) |", "| --- | --- | --- | --- | ---: |"]
+    """A Markdown table: module, property, proof (k-induction, bounded depth or cover step), solver,
+    result, time."""
+    rows = ["| module | property | proof | solver | result | time (s) |", "| --- | --- | --- | --- | --- | ---: |"]
     for r in results:
-        proof = {"prove": f"k-induction (unbounded), k = {r.depth}", "bmc": f"bounded, depth {r.depth}",
-                 "cover": f"cover, {r.detail}" if r.passed else "cover"}[r.mode]
+        proof = {"prove": f"k-induction (every depth), k = {r.depth}", "bmc": f"bounded, depth {r.depth}",
+                 "cover": f"cover: {r.detail}" if r.passed else "cover"}[r.mode]
         outcome = "pass" if r.passed else f"FAIL: {r.detail}"
-        rows.append(f"| {r.module} | {r.prop} | {proof} | {outcome} | {r.seconds:.1f} |")
+        rows.append(f"| {r.module} | {r.prop} | {proof} | {r.solver} | {outcome} | {r.seconds:.1f} |")
     return "\n".join(rows)
 
 
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--depth must be a whole number of clock cycles, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--depth must be at least 1 clock cycle, not {value}")
-    return value
+def _count(name: str, least: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, not {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {least}, not {value}")
+        return value
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codesign.formal",
-                                     description="prove the formal properties of every generated module of "
-                                                 "'codesign generate' folders with SymbiYosys")
+                                     description="prove the formal properties (docs/formal.md) of every generated "
+                                                 "module of 'codesign generate' folders with SymbiYosys")
     parser.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="a 'codesign generate' output folder")
-    parser.add_argument("--depth", type=_depth, default=DEFAULT_DEPTH,
+    parser.add_argument("--depth", type=_count("--depth", 1), default=DEFAULT_DEPTH,
                         help=f"bounded depth of the tile properties in clock cycles (default {DEFAULT_DEPTH})")
+    parser.add_argument("--solver", choices=SOLVERS, default=SOLVERS[0], help="SMT solver (default %(default)s)")
+    parser.add_argument("--schedule-rows", type=_count("--schedule-rows", 1), default=SCHEDULE_ROWS,
+                        help=f"most configuration-memory rows the solver writes (default {SCHEDULE_ROWS})")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    settings = Settings(args.depth, args.solver, args.schedule_rows)
     began = time.monotonic()
     try:
         results = []
         with tempfile.TemporaryDirectory(prefix="codesign-formal-") as scratch:
             for index, folder in enumerate(args.folders):
-                results += prove_folder(folder, args.depth, Path(scratch) / str(index))
+                results += prove_folder(folder, Path(scratch) / str(index), settings)
     except CodesignError as exc:
         print(f"codesign.formal: error: {exc}", file=sys.stderr)
         return 1
