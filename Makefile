@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (as root):
 #   make demo   install, then run `codesign generate` on the bundled model into demo-out/
 #   make test   install, then run the whole test suite (a missing simulator fails it)
+#   make formal install, then prove the formal properties (docs/formal.md) of the generated modules
 # Both are idempotent: the install step reruns only when pyproject.toml changes.
 
 VENV      ?= .venv
@@ -13,7 +14,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export AMARANTH_USE_YOSYS := builtin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench results clean
+.PHONY: install demo test bench results formal clean
 
 install: $(STAMP)
 
@@ -45,6 +46,14 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# docs/formal.md: the bundled model's modules (codesign generate's default) and a 32x32 SAR tile
+FORMAL_OUT ?= build/formal
+
+formal: install
+	$(BIN)/codesign generate --out $(FORMAL_OUT)/default --force --no-report >/dev/null
+	$(BIN)/codesign generate --out $(FORMAL_OUT)/tile32 --rows 32 --cols 32 --adc-interface sar --force --no-report >/dev/null
+	$(BIN)/python -m codesign.formal $(FORMAL_OUT)/default $(FORMAL_OUT)/tile32 --json $(FORMAL_OUT)/results.json
 
 # examples/pruning_results.md: every pruning method on the digits model (about 5 minutes)
 results: install

