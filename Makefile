@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (as root):
 #   make demo   install, then run `codesign generate` on the bundled model into demo-out/
 #   make test   install, then run the whole test suite (a missing simulator fails it)
+#   make formal install, then prove the formal properties (docs/formal.md) of the generated modules
 # Both are idempotent: the install step reruns only when pyproject.toml changes.
 
 VENV      ?= .venv
@@ -13,7 +14,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export AMARANTH_USE_YOSYS := builtin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench mutants results clean
+.PHONY: install demo test bench mutants results formal clean
 
 install: $(STAMP)
 
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml Makefile
 	# the CPU build of torch, first and exactly: a bare 'torch' would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q setuptools wheel
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,fpga,dev,onnx]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,fpga,formal,dev,onnx]"
 	touch $@
 
 demo: install
@@ -49,6 +50,14 @@ bench: install
 # the mutation suite (docs/mutants.md): every mutant must be killed; the table goes into bench/results.md
 mutants: install
 	$(BIN)/python -m bench mutants
+
+# docs/formal.md: the bundled model's modules (codesign generate's default) and a 32x32 SAR tile
+FORMAL_OUT ?= build/formal
+
+formal: install
+	$(BIN)/codesign generate --out $(FORMAL_OUT)/default --force --no-report >/dev/null
+	$(BIN)/codesign generate --out $(FORMAL_OUT)/tile32 --rows 32 --cols 32 --adc-interface sar --force --no-report >/dev/null
+	$(BIN)/python -m codesign.formal $(FORMAL_OUT)/default $(FORMAL_OUT)/tile32 --json $(FORMAL_OUT)/results.json
 
 # examples/pruning_results.md: every pruning method on the digits model (about 5 minutes)
 results: install

