@@ -189,9 +189,6 @@ def start_ray(workers: int, address: Optional[str]) -> bool:
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
                                "configure_logging": True}
-    if address is not None and (problem := _unreachable(address)):
-        raise CodesignError(f"cannot reach the Ray cluster at {address}: {problem}; check the address ('ray status' "
-                            f"on the head node) or run without --ray")
     try:
         if address is not None:
             ray.init(address=address, **options)
@@ -227,7 +224,7 @@ def engine(workers: Optional[int] = None, address: Optional[str] = None, backend
 
     ``backend`` forces one (tests); otherwise Ray with an address, else inline for one worker, else
     Ray when installed, else the process pool. Raises :class:`CodesignError` for ``--ray``
-    without the ``dist`` extra or fewer than one worker.
+    without the ``dist`` extra or at an address where nothing answers, or fewer than one worker.
     """
     if workers is not None and workers < 1:
         raise CodesignError(f"--workers must be at least 1, not {workers}")
@@ -235,6 +232,9 @@ def engine(workers: Optional[int] = None, address: Optional[str] = None, backend
         raise CodesignError("--ray needs Ray: install the 'dist' extra (pip install 'codesign[dist]')")
     if backend == "ray" and not ray_available():
         raise CodesignError("the ray backend needs Ray: install the 'dist' extra (pip install 'codesign[dist]')")
+    if address is not None and (problem := _unreachable(address)):
+        raise CodesignError(f"cannot reach the Ray cluster at {address}: {problem}; check the address ('ray status' "
+                            f"on the head node) or run without --ray")
     workers = workers or cpu_count()
     if backend is None:
         backend = "ray" if address is not None else "inline" if workers == 1 else \
