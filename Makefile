@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml Makefile
 	# the CPU build of torch, first and exactly: a bare 'torch' would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q setuptools wheel
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,fpga,formal,dev,onnx]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[sim,area,fpga,formal,dev,onnx,dist]"
 	touch $@
 
 demo: install

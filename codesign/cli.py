@@ -111,6 +111,10 @@ def add_crossbar_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", metavar="FILE", help="use this (edited) hw_config.json instead of the analysis")
     group.add_argument("--allow-model-mismatch", action="store_true",
                        help="use a --config made for another model file (its bits may not be lossless here)")
+    add_periphery_args(parser)
+
+
+def add_periphery_args(parser: argparse.ArgumentParser) -> None:
     periphery = parser.add_argument_group("periphery (docs/periphery.md)")
     periphery.add_argument("--adc-interface", choices=("macro", "sar"),
                            help="macro: asynchronous ADC macros started once per conversion (default); "
@@ -173,15 +177,9 @@ def load_inputs(args: argparse.Namespace, log: Callable[[str], None] = lambda me
         # Whatever is written from here on names the model actually used.
         return model, config.model_copy(update={"model": model.info}), None
 
-    if args.model is None:
-        note(BUNDLED_NOTE)
-
     from .analysis import analyze, default_adcs, search
 
-    model = load_model(args.model, weight_bits=args.weight_bits, input_bits=args.input_bits,
-                       per_channel=args.per_channel, trust_pickle=args.trust_pickle,
-                       ignore_unsupported=args.ignore_unsupported)
-    show_model_notes(model)
+    model = model_from_args(args)
     values = {name: default if getattr(args, name) is None else getattr(args, name)
               for name, default in default_crossbar(model, bool(args.search)).items()}
     values["adcs"] = default_adcs(values["cols"]) if args.adcs is None else args.adcs
@@ -198,6 +196,19 @@ def load_inputs(args: argparse.Namespace, log: Callable[[str], None] = lambda me
                          for key, p in sweep["best_per_layer"].items()}
     config = analyze(model, crossbar, per_layer).to_config()
     return model, config.model_copy(update={"periphery": periphery_config(args)}), sweep
+
+
+def model_from_args(args: argparse.Namespace) -> Any:
+    """The ``--model`` (the bundled one when not given, with a note) read with the model options."""
+    from .ingest import load_model
+
+    if args.model is None:
+        note(BUNDLED_NOTE)
+    model = load_model(args.model, weight_bits=args.weight_bits, input_bits=args.input_bits,
+                       per_channel=args.per_channel, trust_pickle=args.trust_pickle,
+                       ignore_unsupported=args.ignore_unsupported)
+    show_model_notes(model)
+    return model
 
 
 def periphery_config(args: argparse.Namespace) -> Any:
@@ -270,6 +281,17 @@ def model_inputs(args: argparse.Namespace) -> list[str | None]:
     if getattr(args, "model", None) is None:
         files.append(str(bundled_model_path().parent))
     return files
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--ray``: where the work runs (:mod:`codesign.engine`)."""
+    group = parser.add_argument_group("execution (README 'Scaling out')")
+    group.add_argument("--workers", type=integer(1), metavar="N",
+                       help="parallel workers (default: every CPU of this machine; 1 runs here, in this process); "
+                            "local Ray with the 'dist' extra, else a process pool")
+    group.add_argument("--ray", metavar="ADDRESS",
+                       help="run on an existing Ray cluster (HOST:PORT of its head node, ray://HOST:PORT or auto); "
+                            "every node needs codesign installed")
 
 
 def add_nonideal_args(parser: argparse.ArgumentParser) -> None:
@@ -458,10 +480,51 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with locked(Path(args.dir), "simulate"):
         results = simulate(args.dir, simulator=args.sim, vectors=args.vectors, tiles=args.tiles, waves=args.waves,
                            mode=args.mode, model_path=args.model, seed=args.seed, progress=True,
-                           corners=not args.no_corners, log=note)
+                           corners=not args.no_corners, log=note,
+                           workers=args.workers, address=args.ray, sample=args.sample)
     print(format_results(results))
     note(f"wrote {Path(args.dir) / 'sim' / 'results.json'}")
     return 0 if results["passed"] else 1
+
+
+#: ``codesign explore`` options and the :class:`codesign.explore.Space` fields they set.
+SPACE_OPTIONS = {"rows": "rows", "cols": "cols", "cell_bits": "cell_bits", "dac_bits": "dac_bits", "adcs": "adcs",
+                 "adc_model": "adc_model", "budgets": "budgets", "data": "data", "search_split": "search_split"}
+
+
+def explore_space(args: argparse.Namespace) -> Any:
+    """The sweep of ``--space FILE`` with the list options on top (comma-separated values)."""
+    from .explore import parse_space
+    from .files import read_json
+
+    values: dict = {}
+    if args.space:
+        values = read_json(Path(args.space), "give a JSON object of lists, e.g. {\"rows\": [64, 128]}")
+        if not isinstance(values, dict):
+            raise_error(f"{args.space}: give a JSON object of lists, e.g. {{\"rows\": [64, 128]}}")
+    for option, field in SPACE_OPTIONS.items():
+        given = getattr(args, option)
+        if given is not None:
+            values[field] = given if option in ("data", "search_split") else \
+                [item.strip() for item in given.split(",") if item.strip()]
+    from_file = {field for field in values if args.space and getattr(args, field, None) is None}
+    return parse_space(values, lambda field: f"{args.space}: {field}" if field in from_file
+                       else f"--{field.replace('_', '-')}")
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import explore, format_front
+    from .files import check_outside_inputs
+
+    space = explore_space(args)
+    out = Path(args.out)
+    check_outside_inputs(out, model_inputs(args), "--out")
+    model = model_from_args(args)
+    result = explore(model, space, out, periphery_config(args), workers=args.workers, address=args.ray,
+                     force=args.force, progress=True, log=note)
+    print(format_front(result))
+    print(f"\nwrote {out}/: points.jsonl, pareto.json, explore.html")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -748,6 +811,34 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--model", metavar="FILE",
                           help="the model file (default: the one named in DIR/hw_config.json, checked by sha256)")
     simulate.add_argument("--seed", type=SEED, default=0, help="seed of the input draw and back-pressure (default 0)")
+    simulate.add_argument("--sample", type=integer(1), metavar="N",
+                          help="a quick check: only N of the selected tiles, stratified (each layer's tile with the "
+                               "most converted columns, then the most converted overall, then random per layer)")
+    add_engine_args(simulate)
+
+    explore = command("explore", cmd_explore,
+                      "sweep crossbar sizes, cell and DAC bits, ADCs, ADC models and calibration budgets; write "
+                      "the points, their Pareto front of energy, area and latency, and plots (DIR/explore.html)")
+    add_model_args(explore)
+    space = explore.add_argument_group("the space (comma-separated values; every combination is a point)")
+    space.add_argument("--space", metavar="FILE", help="JSON object of the lists below (the options override it)")
+    space.add_argument("--rows", metavar="R,…", help="wordlines per crossbar (default 128)")
+    space.add_argument("--cols", metavar="C,…", help="physical columns per crossbar (default 128)")
+    space.add_argument("--cell-bits", metavar="c,…", help="bits per cell (default 2)")
+    space.add_argument("--dac-bits", metavar="v,…", help="input bits per cycle (default 1)")
+    space.add_argument("--adcs", metavar="N,…", help="ADCs per crossbar (default one per 128 columns)")
+    space.add_argument("--adc-model", metavar="NAME,…",
+                       help="isaac (default), walden, murmann, zigzag, neurosim-sar")
+    space.add_argument("--budgets", metavar="P,…",
+                       help="calibration budgets in points (needs --data): a calibrated design per budget")
+    space.add_argument("--data", metavar="SPEC", help="dataset of the calibrations (e.g. digits)")
+    space.add_argument("--search-split", choices=("train", "val", "test"),
+                       help="split the budgets hold on (default val)")
+    add_periphery_args(explore)
+    explore.add_argument("--out", default="explore", metavar="DIR",
+                         help="output folder (default explore); points already in DIR/points.jsonl are reused")
+    explore.add_argument("--force", action="store_true", help="discard the points of an earlier run in --out")
+    add_engine_args(explore)
 
     command("schema", cmd_schema, "print the JSON Schema of hw_config.json")
 

@@ -23,13 +23,15 @@ refused with the first one named, because it could pass unnoticed (a column give
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -377,33 +379,224 @@ def compare(case: TileCase, run: Any) -> tuple[list[dict], list[str]]:
     return mismatches, errors
 
 
-def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, waves: bool, progress: bool,
-              log: Callable[[str], None]) -> tuple[dict[TileRef, Any], list[dict], list[str], dict[str, Path]]:
-    """Build each module once and run its tiles in one simulator run. Returns the tiles' runs, one
-    record per build, failures of whole runs, and the waveform file of each module (with ``waves``)."""
-    from .progress import Progress
-    from .sim.runner import WAVES_SUFFIX, build, run_tiles
+#: Most tiles in one simulator run (one start-up each); smaller batches balance the workers.
+MAX_BATCH = 64
+#: Batches per worker when the tiles allow (the last ones to finish overlap less).
+BATCHES_PER_WORKER = 4
+#: Fewest tiles in a batch while each worker gets that many (a simulator start-up takes seconds).
+MIN_BATCH = 16
 
-    out = folder.root / "sim"
+
+@dataclass(frozen=True)
+class ModuleFiles:
+    """A module's Verilog and port description (names in ``rtl/`` and texts), sent to the workers."""
+
+    verilog: str
+    ports: str
+    verilog_text: str
+    ports_text: str
+
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.verilog}\0{self.verilog_text}\0{self.ports}\0{self.ports_text}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SimSetup:
+    """What every batch of one ``simulate`` shares: the simulator, the mode, the modules, and the
+    folder when every worker sees it (a local engine), else None (the nodes build in their own
+    temporary folder)."""
+
+    simulator: str
+    mode: str
+    modules: dict[str, ModuleFiles]
+    root: Optional[str]
+
+
+@dataclass
+class Batch:
+    """Tiles of one module for one simulator run: their jobs and ``.mem`` texts, the work folder
+    under ``sim/work/`` (a local engine) and whether to write the module's waveform."""
+
+    module: str
+    jobs: list
+    cfg_texts: list[str]
+    work: str
+    waves: bool
+
+
+@dataclass
+class BatchRun:
+    """What a batch returns: the tiles' runs, the run's statistics and its build."""
+
+    runs: list
+    stats: Any
+    build_seconds: float
+    build_directory: str
+    node: str
+
+
+def make_batches(cases: list[TileCase], workers: int, whole_modules: bool) -> list[list[TileCase]]:
+    """Tiles grouped by module and cut into batches of at most :data:`MAX_BATCH`: fewer so that each
+    of ``workers`` gets about :data:`BATCHES_PER_WORKER`, but not below :data:`MIN_BATCH` unless
+    the workers would then be idle; modules interleaved so that the workers
+    start on different modules (their builds overlap). ``whole_modules``: one batch per module
+    (waveforms: one file per module)."""
     by_module: dict[str, list[TileCase]] = {}
     for case in cases:
         by_module.setdefault(case.module, []).append(case)
-    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in by_module} if waves else {}
+    share = -(-len(cases) // workers)
+    size = min(MAX_BATCH, max(min(MIN_BATCH, share), -(-len(cases) // (BATCHES_PER_WORKER * workers)))) \
+        if workers > 1 else MAX_BATCH
+    queues = [[group[i:i + size] for i in range(0, len(group), size)] if not whole_modules else [group]
+              for group in by_module.values()]
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
+@contextmanager
+def _locked_build(path: Path) -> Iterator[None]:
+    """One build at a time per module and node: workers of one node wait here and then reuse it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_batch(setup: SimSetup, batch: Batch) -> BatchRun:
+    """Build the batch's module on this node (once: cached by content under a lock) and run its
+    tiles in one simulator run. Runs on a worker; raises :class:`CodesignError` for a failed build."""
+    import dataclasses
+    import socket
+    import tempfile
+
+    from .sim.runner import WAVES_SUFFIX, build, run_tiles
+
+    files = setup.modules[batch.module]
+    if setup.root is not None:
+        root = Path(setup.root)
+        source, build_root = root / "rtl", root / "sim" / "build"
+        workdir = root / "sim" / "work" / batch.work
+    else:           # a cluster node: the sources by content, in a build folder of this node's own
+        build_root = source = Path(tempfile.gettempdir()) / "codesign-sim-build" / files.digest()[:16]
+        workdir = Path(tempfile.mkdtemp(prefix="codesign-sim-"))
+        with _locked_build(source / f".{batch.module}.lock"):
+            for name, text in ((files.verilog, files.verilog_text), (files.ports, files.ports_text)):
+                if not (source / name).is_file() or (source / name).read_text() != text:
+                    (source / name).write_text(text)
+    with _locked_build(build_root / f".{batch.module}-{setup.simulator}.lock"):
+        built = build(setup.simulator, source / files.verilog, source / files.ports, build_root, waves=batch.waves)
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "cfg").mkdir(parents=True)
+    jobs = []
+    for index, (job, text) in enumerate(zip(batch.jobs, batch.cfg_texts)):
+        cfg = workdir / "cfg" / f"tile{index}.mem"
+        cfg.write_text(text)
+        jobs.append(dataclasses.replace(job, cfg_file=cfg))
+    waves = (Path(setup.root) / "sim" / "waves" / f"{batch.module}{WAVES_SUFFIX[setup.simulator]}"
+             if batch.waves and setup.root is not None else None)
+    try:
+        runs, stats = run_tiles(built, jobs, workdir, setup.mode, waves)
+    finally:
+        if setup.root is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    directory = built.directory.relative_to(setup.root) if setup.root is not None else built.directory
+    return BatchRun(runs, stats, built.seconds, str(directory), socket.gethostname())
+
+
+def tile_span(cases: list[TileCase]) -> str:
+    """``layer:i-j, …``: the tiles of a batch, for an error line."""
+    spans: list[list] = []
+    for case in cases:
+        if spans and spans[-1][0] == case.ref.layer and spans[-1][2] == case.ref.index - 1:
+            spans[-1][2] = case.ref.index
+        else:
+            spans.append([case.ref.layer, case.ref.index, case.ref.index])
+    return ", ".join(f"{layer}:{a}" if a == b else f"{layer}:{a}-{b}" for layer, a, b in spans)
+
+
+def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, waves: bool, progress: bool,
+              log: Callable[[str], None], runner: Any = None) -> tuple[dict[TileRef, Any], list[dict], list[str], dict[str, Path]]:
+    """Run the tiles in batches on ``runner`` (a :class:`codesign.engine.Engine`; default: this
+    process), each module built once per node. Returns the tiles' runs, one record per batch,
+    failures of whole runs (a failed batch names its tiles; the others are still checked), and the
+    waveform file of each module (with ``waves``)."""
+    from .engine import engine
+    from .sim.runner import WAVES_SUFFIX, TileRun
+
+    runner = runner or engine(1)
+    names = sorted({case.module for case in cases})
+    modules = {}
+    for name in names:
+        module = folder.module(name)
+        rtl = folder.root / "rtl"
+        modules[name] = ModuleFiles(module["verilog"], module["ports"], (rtl / module["verilog"]).read_text(),
+                                    (rtl / module["ports"]).read_text())
+    setup = SimSetup(simulator, mode, modules, str(folder.root.absolute()) if runner.local else None)
+    groups = make_batches(cases, runner.workers if runner.backend != "inline" else 1, waves)
+    per_module: dict[str, int] = {}
+    batches = []
+    for group in groups:
+        name = group[0].module
+        per_module[name] = per_module.get(name, 0) + 1
+        batches.append(Batch(name, [case.job for case in group], [(folder.root / case.cfg_file).read_text()
+                                                                  for case in group],
+                             name if waves else f"{name}/batch{per_module[name] - 1}", waves))
+    out = folder.root / "sim"
+    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in names} if waves else {}
+    log(f"simulating {len(cases)} tiles of {len(names)} modules with {simulator} in {len(batches)} batches on "
+        f"{runner.describe()}")
     runs, builds, failures = {}, [], []
-    with Progress(desc="simulate", total=len(cases), unit="tile", enabled=progress) as bar:
-        for name, group in by_module.items():
-            module = folder.module(name)
-            log(f"building {name} with {simulator}")
-            built = build(simulator, folder.root / "rtl" / module["verilog"], folder.root / "rtl" / module["ports"],
-                          out / "build", waves=waves)
-            tile_runs, stats = run_tiles(built, [case.job for case in group], out / "work" / name, mode,
-                                         waves_files.get(name), done=lambda _: bar.update())
-            runs.update({case.ref: run for case, run in zip(group, tile_runs)})
-            failures += [stats.failure] if stats.failure else []
-            builds.append({"module": name, "build_seconds": round(built.seconds, 3), "build_reused": built.seconds == 0,
-                           "directory": str(built.directory.relative_to(folder.root)),
-                           "run_seconds": round(stats.seconds, 3), "startup_seconds": round(stats.overhead, 3)})
+    for outcome in runner.map(run_batch, batches, setup, desc="simulate", unit="tile",
+                              size=lambda batch: len(batch.jobs), progress=progress):
+        group = groups[outcome.index]
+        if not outcome.ok:
+            failures.append(f"module {group[0].module}, tiles {tile_span(group)}: {outcome.error}")
+            runs.update({case.ref: TileRun(errors=["not simulated: its batch failed (see the errors)"])
+                         for case in group})
+            continue
+        done = outcome.value
+        runs.update({case.ref: run for case, run in zip(group, done.runs)})
+        failures += [f"module {group[0].module}, tiles {tile_span(group)}: {done.stats.failure}"] \
+            if done.stats.failure else []
+        builds.append({"module": group[0].module, "tiles": len(group), "node": done.node,
+                       "build_seconds": round(done.build_seconds, 3), "build_reused": done.build_seconds == 0,
+                       "directory": done.build_directory, "run_seconds": round(done.stats.seconds, 3),
+                       "startup_seconds": round(done.stats.overhead, 3)})
     return runs, builds, failures, waves_files
+
+
+def sample_tiles(folder: Folder, refs: list[TileRef], count: int, seed: int) -> list[TileRef]:
+    """``count`` of ``refs`` (all when fewer), stratified: the tile of each layer with the most
+    converted columns (so every layer and every module is simulated), then the most converted tiles
+    overall for a quarter of the rest, then tiles drawn at random (``seed``) from each layer in
+    proportion to its tiles left. Raises :class:`CodesignError` when ``count`` cannot cover every layer."""
+    if count >= len(refs):
+        return refs
+    converted = {ref: sum(b > 0 for b in folder.config.layer(ref.layer).tiles[ref.index].adc_bits) for ref in refs}
+    layers: dict[str, list[TileRef]] = {}
+    for ref in refs:
+        layers.setdefault(ref.layer, []).append(ref)
+    if count < len(layers):
+        raise CodesignError(f"--sample {count} cannot cover the {len(layers)} layers selected: give at least "
+                            f"{len(layers)}")
+    densest = lambda group: sorted(group, key=lambda ref: (-converted[ref], ref.index))  # noqa: E731
+    chosen = {densest(group)[0] for group in layers.values()}
+    rest = count - len(chosen)
+    chosen.update([ref for ref in densest(refs) if ref not in chosen][:rest // 4])
+    left = {key: [ref for ref in group if ref not in chosen] for key, group in layers.items()}
+    total, wanted = sum(map(len, left.values())), count - len(chosen)
+    shares = {key: wanted * len(group) / total for key, group in left.items()} if total else {}
+    quota = {key: int(share) for key, share in shares.items()}
+    for key in sorted(shares, key=lambda k: quota[k] - shares[k])[:wanted - sum(quota.values())]:
+        quota[key] += 1             # largest remainders
+    rng = np.random.default_rng([seed, len(refs), count])
+    for key, group in left.items():
+        chosen.update(group[i] for i in rng.choice(len(group), size=quota[key], replace=False))
+    return [ref for ref in refs if ref in chosen]
 
 
 def tile_record(case: TileCase, run: Any, mismatches: int, errors: list[str]) -> dict:
@@ -422,18 +615,23 @@ def tile_record(case: TileCase, run: Any, mismatches: int, errors: list[str]) ->
 def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int] = None,
              tiles: Optional[list[str]] = None, waves: bool = False, mode: str = "fast",
              model_path: Optional[str] = None, seed: int = 0, progress: bool = False, corners: bool = True,
-             log: Callable[[str], None] = lambda message: None) -> dict:
+             log: Callable[[str], None] = lambda message: None, workers: Optional[int] = 1,
+             address: Optional[str] = None, sample: Optional[int] = None) -> dict:
     """Simulate the selected tiles of the folder ``root``; write and return ``root/sim/results.json``.
 
     ``vectors`` input vectors per tile (default :data:`DEFAULT_VECTORS`), then with ``corners``
     each tile's :func:`corner_vectors`; ``tiles`` as
     :func:`select_tiles`; ``waves`` writes ``root/sim/waves/<module>.fst`` (Icarus) or ``.vcd``
     (Verilator), each tile from its ``first_cycle`` in results.json; ``mode`` as
-    :data:`codesign.sim.runner.MODES`; ``model_path`` overrides the model named in hw_config.json.
+    :data:`codesign.sim.runner.MODES`; ``model_path`` overrides the model named in hw_config.json;
+    ``workers`` and ``address`` choose the engine (:func:`codesign.engine.engine`: None = every CPU,
+    1 = this process; ``address`` a Ray cluster); ``sample`` simulates that many of the selected
+    tiles (:func:`sample_tiles`).
     Raises :class:`CodesignError` for a folder that is not a generate output, drift between its
     files, a missing simulator or a failed build. Mismatches do not raise: ``results["passed"]``.
     """
-    from .sim.runner import MODES, SIMULATORS, simulator_tool
+    from .engine import engine
+    from .sim.runner import MODES, SIMULATORS, check_build_tools
 
     if simulator not in SIMULATORS:
         raise CodesignError(f"--sim {simulator}: choose one of {', '.join(SIMULATORS)}")
@@ -442,13 +640,21 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     vectors = DEFAULT_VECTORS if vectors is None else vectors
     if vectors < 1:
         raise CodesignError(f"--vectors must be at least 1, not {vectors}")
+    if sample is not None and sample < 1:
+        raise CodesignError(f"--sample must be at least 1, not {sample}")
+    if waves and address is not None:
+        raise CodesignError("--waves writes the waveforms on this machine: not with --ray (simulate the tiles "
+                            "to look at here, e.g. --tiles LAYER:I, without --ray)")
+    runner = engine(workers, address)
     folder = Folder.open(root)
     out = folder.root / "sim"
     results_file = out / "results.json"
     results_file.unlink(missing_ok=True)            # never leave an earlier verdict behind
-    tool = simulator_tool(simulator)
+    tool = check_build_tools(simulator)
     check_folder(folder)
     refs = select_tiles(folder, tiles)
+    if sample is not None:
+        refs = sample_tiles(folder, refs, sample, seed)
     model = load_folder_model(folder, model_path)
     rng = np.random.default_rng(seed)
     inputs, source = layer_inputs(model, folder.config, vectors, rng)
@@ -457,7 +663,7 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     shutil.rmtree(out / "waves", ignore_errors=True)    # no waveform of an earlier run stays behind
     cases = [tile_case(folder, model, ref, inputs[ref.layer], rng, corners) for ref in refs]
     start = time.perf_counter()
-    runs, builds, failures, waves_files = run_cases(folder, cases, simulator, mode, waves, progress, log)
+    runs, builds, failures, waves_files = run_cases(folder, cases, simulator, mode, waves, progress, log, runner)
     records, mismatches = [], []
     for case in cases:
         wrong, errors = compare(case, runs[case.ref])
@@ -466,6 +672,8 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     results = {
         "schema": SCHEMA, "simulator": {"name": simulator, "version": tool.version}, "mode": mode,
         "vectors": vectors, "corners": corners, "seed": seed, "inputs": source, "model": model.info.model_dump(),
+        "engine": {"backend": runner.backend, "workers": runner.workers, "address": runner.address,
+                   "sample": sample, "tiles_selected": len(select_tiles(folder, tiles))},
         "builds": builds, "tiles": records, "errors": failures,
         "outputs_compared": sum(r["outputs"] for r in records),
         "simulated_cycles": sum(r["simulated_cycles"] for r in records),

@@ -55,6 +55,18 @@ def simulator_tool(simulator: str) -> tools.Tool:
     raise CodesignError(f"unknown simulator '{simulator}': choose one of {', '.join(SIMULATORS)}")
 
 
+def check_build_tools(simulator: str) -> tools.Tool:
+    """The simulator's tool, and for Verilator the C++ tool chain its builds need (else
+    :class:`~codesign.errors.CodesignError` with an install hint)."""
+    tool = simulator_tool(simulator)
+    if simulator == "verilator":
+        missing = [name for name in ("c++", "make", "perl") if shutil.which(name) is None]
+        if missing:
+            raise CodesignError(f"Verilator builds a C++ model, which needs {', '.join(missing)} (not found): on "
+                                f"Debian/Ubuntu run 'apt-get install g++ make perl', or use --sim icarus")
+    return tool
+
+
 @contextmanager
 def simulator_environment(tool: tools.Tool) -> Iterator[None]:
     """``os.environ`` for cocotb's runner, which looks the simulator up on ``PATH``: the tool's
@@ -114,12 +126,7 @@ def build(simulator: str, verilog: Path, ports_file: Path, root: Path, waves: bo
     """
     from codesign.tools import isolated_runner as get_runner  # a process group of its own
 
-    tool = simulator_tool(simulator)
-    if simulator == "verilator":
-        missing = [name for name in ("c++", "make", "perl") if shutil.which(name) is None]
-        if missing:
-            raise CodesignError(f"Verilator builds a C++ model, which needs {', '.join(missing)} (not found): on "
-                                f"Debian/Ubuntu run 'apt-get install g++ make perl', or use --sim icarus")
+    tool = check_build_tools(simulator)
     ports = PortMap.load(ports_file)
     module = verilog.stem
     # Icarus dumps through the harness (+codesign_waves) with any build; Verilator needs a tracing

@@ -1,0 +1,60 @@
+"""The execution engine: inline, process pool and a real local Ray give the same results; a
+failing item is reported with its input while the others complete."""
+
+import operator
+
+import pytest
+
+from codesign.engine import engine
+from codesign.errors import CodesignError
+
+ITEMS = [1, 2, 3, 0, 4, 6, 8, 0, 12]
+#: 12 / item, written out (not computed by the code under test).
+EXPECTED = {0: 12.0, 1: 6.0, 2: 4.0, 4: 3.0, 5: 2.0, 6: 1.5, 8: 1.0}
+
+
+def run(backend: str, workers: int = 2) -> tuple[dict, dict]:
+    values, errors = {}, {}
+    for outcome in engine(workers, backend=backend).map(operator.truediv, ITEMS, shared=12.0, progress=False):
+        assert outcome.item == ITEMS[outcome.index]
+        if outcome.ok:
+            values[outcome.index] = outcome.value
+        else:
+            errors[outcome.index] = outcome.error
+    return values, errors
+
+
+@pytest.mark.parametrize("backend", ["inline", "pool", "ray"])
+def test_every_backend_gives_the_same_results_and_reports_the_failing_items(backend):
+    values, errors = run(backend, 1 if backend == "inline" else 2)
+    assert values == EXPECTED
+    assert sorted(errors) == [3, 7]
+    assert all(error.startswith("ZeroDivisionError: float division by zero") for error in errors.values())
+
+
+def test_a_local_ray_is_started_and_shut_down():
+    import ray
+
+    chosen = engine(2)
+    assert chosen.backend == "ray" and chosen.local
+    assert run("ray") == run("pool")
+    assert not ray.is_initialized()
+
+
+def test_one_worker_runs_inline_and_the_choice_is_logged():
+    assert engine(1).backend == "inline"
+    assert engine(1).describe() == "1 worker (in this process)"
+    assert engine(3, backend="pool").describe().startswith("3 workers (local process pool")
+
+
+def test_bad_worker_counts_are_one_line_errors():
+    with pytest.raises(CodesignError, match=r"^--workers must be at least 1, not 0$"):
+        engine(0)
+
+
+def test_a_cluster_that_is_not_there_is_a_one_line_error():
+    with pytest.raises(CodesignError, match=r"^cannot reach the Ray cluster at 127.0.0.1:1: "
+                                           r"Connection refused; .* or run without --ray$"):
+        engine(2, address="127.0.0.1:1")
+    with pytest.raises(CodesignError, match=r"give HOST:PORT"):
+        engine(2, address="headnode")
