@@ -246,13 +246,14 @@ def crossbar_config(values: dict) -> Any:
     from pydantic import ValidationError
 
     from .config import CrossbarConfig
+    from .errors import validation_message
 
     try:
         return CrossbarConfig(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
         option = str(err["loc"][0]) if err["loc"] else "adcs"      # the model-level rule is about --adcs
-        raise_error(f"--{option.replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}")
+        raise_error(f"--{option.replace('_', '-')}: {validation_message(err)}")
 
 
 def show_model_notes(model: Any) -> None:

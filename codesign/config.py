@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import CodesignError
+from .errors import CodesignError, validation_message
 from .mapping import Geometry, TileRange, adcs_problem, max_adcs
 
 SCHEMA_VERSION = 1
@@ -338,7 +338,7 @@ def _describe(exc: ValidationError, data: Any) -> str:
         else:
             parts.append(str(key))
             node = node.get(key, {}) if isinstance(node, dict) else {}
-    message = err["msg"].removeprefix("Value error, ")
+    message = validation_message(err)
     return (" ".join(parts) + ": " if parts else "") + message
 
 

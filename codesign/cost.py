@@ -136,12 +136,16 @@ ISAAC_NODE_NM = 32.0
 DEFAULT_WALDEN_FOM_FJ = ISAAC_ADC_PJ / 2 ** 8 * 1e3  #: ISAAC-implied Walden FOM, 6.51 fJ/conversion-step.
 
 
+#: Names of the ADC cost models (:data:`ADC_MODELS`), for validated settings.
+AdcModelName = Literal["isaac", "walden", "murmann", "zigzag", "neurosim-sar"]
+
+
 class CostSettings(BaseModel):
     """What the estimates assume; every field is user-settable (``codesign report`` options)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    adc_model: Literal["isaac", "walden", "murmann", "zigzag", "neurosim-sar"] = Field(
+    adc_model: AdcModelName = Field(
         "isaac", description="ADC model of the headline figures (the band always shows every model).")
     tech_nm: float = Field(ISAAC_NODE_NM, gt=0, le=1000, description="Technology node in nm (ISAAC: 32).")
     sample_rate_hz: float = Field(ISAAC_RATE_HZ, gt=0, le=1e11,

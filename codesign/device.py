@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import torch
 
@@ -94,10 +94,12 @@ class Replicas:
         numbers (dropout) and the weights' noise and projections stay identical on all of them."""
         return batch[:len(batch) - len(batch) % self.world][self.rank::self.world]
 
-    def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+    def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         """Replace every gradient by its mean over the replicas (one ``all_reduce`` of a flat buffer)."""
+        if self.world == 1:
+            return
         grads = [p.grad for p in parameters if p.grad is not None]
-        if self.world == 1 or not grads:
+        if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch.distributed.all_reduce(flat)

@@ -228,10 +228,9 @@ def engine(workers: Optional[int] = None, address: Optional[str] = None, backend
     """
     if workers is not None and workers < 1:
         raise CodesignError(f"--workers must be at least 1, not {workers}")
-    if address is not None and not ray_available():
-        raise CodesignError("--ray needs Ray: install the 'dist' extra (pip install 'codesign[dist]')")
-    if backend == "ray" and not ray_available():
-        raise CodesignError("the ray backend needs Ray: install the 'dist' extra (pip install 'codesign[dist]')")
+    if (address is not None or backend == "ray") and not ray_available():
+        what = "--ray" if address is not None else "the ray backend"
+        raise CodesignError(f"{what} needs Ray: install the 'dist' extra (pip install 'codesign[dist]')")
     if address is not None and (problem := _unreachable(address)):
         raise CodesignError(f"cannot reach the Ray cluster at {address}: {problem}; check the address ('ray status' "
                             f"on the head node) or run without --ray")

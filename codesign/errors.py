@@ -12,6 +12,12 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def validation_message(error: dict) -> str:
+    """The message of one pydantic error (an entry of ``ValidationError.errors()``) without
+    pydantic's ``Value error, `` prefix."""
+    return error["msg"].removeprefix("Value error, ")
+
+
 class CodesignError(Exception):
     """A problem with the user's input or environment, reported as one line (exit status 1)."""
 

@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import CodesignError
+from .cost import AdcModelName
+from .errors import CodesignError, validation_message
 
 SCHEMA = "codesign-explore/1"
 FILES = ("points.jsonl", "pareto.json", "explore.html")
@@ -37,7 +38,6 @@ GEOMETRY = ("rows", "cols", "cell_bits", "dac_bits", "adcs")
 KEY = (*GEOMETRY, "adc_model", "budget")
 OBJECTIVES = ("energy_pj", "area_um2", "latency_ns")
 MAX_POINTS = 100_000
-AdcModelName = Literal["isaac", "walden", "murmann", "zigzag", "neurosim-sar"]
 
 
 def _distinct(values: list) -> list:
@@ -132,7 +132,7 @@ def parse_space(values: dict, where: Callable[[str], str]) -> Space:
         field = str(err["loc"][0]) if err["loc"] else ""
         item = f" value {err['loc'][1] + 1}" if len(err["loc"]) > 1 and isinstance(err["loc"][1], int) else ""
         name = where(field) if field else "the space"
-        raise CodesignError(f"{name}{item}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise CodesignError(f"{name}{item}: {validation_message(err)}") from None
 
 
 # --- one geometry, priced (runs on a worker) ------------------------------------------------------
@@ -160,7 +160,7 @@ def price_geometry(setup: Setup, geometry: dict) -> list[dict]:
         crossbar = CrossbarConfig(**geometry)
         config = analyze(setup.model, crossbar).to_config().model_copy(update={"periphery": setup.periphery})
     except ValidationError as exc:
-        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        reason = validation_message(exc.errors()[0])
         return [{**key, "feasible": False, "reason": reason} for key in keys]
     except CodesignError as exc:
         return [{**key, "feasible": False, "reason": str(exc)} for key in keys]
@@ -270,7 +270,7 @@ def explore(model: Any, space: Space, out: Path, periphery: Any = None, settings
         wanted = {key for geometry in space.geometries() for key in space.keys(resolved(geometry))}
         todo = [g for g in space.geometries() if not set(space.keys(resolved(g))) <= known.keys()]
         reused = len(wanted & known.keys())
-        log(f"{len(wanted)} points, {len(wanted & known.keys())} already in {path}; pricing {len(todo)} crossbar "
+        log(f"{len(wanted)} points, {reused} already in {path}; pricing {len(todo)} crossbar "
             f"geometries on {runner.describe()}")
         failures = []
         with path.open("a") as handle:

@@ -313,7 +313,7 @@ class Trainer:
                 loss = loss + phase.regularizer()
             self.optimizer.zero_grad()
             loss.backward()
-            replicas.average_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
+            replicas.average_gradients(self.run.model.parameters())
             self.optimizer.step()
             self.run.apply_masks()
             if phase.after_step:
