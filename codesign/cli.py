@@ -885,7 +885,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:                     # --help, --version, or a refused option
         return exc.code if isinstance(exc.code, int) else 1
 
+    terminated = []                               # SIGTERM seen (a library may re-raise it as Ctrl-C)
+
     def terminate(signum: int, frame: Any) -> None:
+        terminated.append(signum)
         raise Terminated()
 
     try:
@@ -897,10 +900,10 @@ def main(argv: list[str] | None = None) -> int:
     except CodesignError as exc:
         print(f"codesign: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
-    except Terminated:
-        print("codesign: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or terminated:
+            print("codesign: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("codesign: interrupted", file=sys.stderr)
         return 130
     except MemoryError:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, Optional, Sequence, TypeVar
@@ -189,6 +191,7 @@ def start_ray(workers: int, address: Optional[str]) -> bool:
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
                                "configure_logging": True}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if address is not None:
             ray.init(address=address, **options)
@@ -198,7 +201,19 @@ def start_ray(workers: int, address: Optional[str]) -> bool:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise CodesignError(f"cannot start {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                             f"check the address ('ray status' on the head node) or run without --ray") from None
+    finally:
+        _restore(handlers)
     return True
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    """Put back the signal handlers ``ray.init`` replaced (its own and a C-level one that dies by the
+    signal): Ctrl-C and SIGTERM must reach the caller's clean-up. Outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def _unreachable(address: str) -> Optional[str]:

@@ -276,7 +276,7 @@ def corner_vectors(q: np.ndarray, columns: slice, input_bits: int) -> np.ndarray
     Output ``j`` (and each partial sum of its row blocks) is largest with ``x[r] = 2^a − 1`` where
     ``Q[r, j] > 0`` and ``x[r] = 0`` where ``Q[r, j] < 0``, smallest with the signs exchanged, for
     any ADC resolutions: the two signs sit on their own columns (docs/design.md §3.3), and every
-    column value and ADC code is non-decreasing in every input digit (§3.7, §3.8). Rows where
+    column value and ADC code is non-decreasing in every input digit (docs/design.md §3.7, §3.8). Rows where
     ``Q[r, j] = 0`` are free, so these ``2·|columns|`` demands are packed first-fit (most
     constrained first) into as few vectors as never ask a row for both values; free rows stay 0.
     An all-zero block needs none.

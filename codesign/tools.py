@@ -325,6 +325,15 @@ def end_process_groups() -> None:
 atexit.register(end_process_groups)
 
 
+#: Body of the process that ends its group when its parent, the group's leader, is gone.
+_WATCH_LEADER = """import os, signal, sys, time
+leader = int(sys.argv[1])
+while os.getppid() == leader:
+    time.sleep(0.2)
+os.killpg(os.getpgrp(), signal.SIGKILL)
+"""
+
+
 def _child(request: str, answer: str) -> None:
     """Body of the child process of :func:`run_isolated`."""
     import pickle
@@ -337,6 +346,9 @@ def _child(request: str, answer: str) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch_parent, daemon=True).start()
+    # A process of our group that ends it when we die: a Ray worker's children are killed with it
+    # (SIGKILL, no thread of ours runs), which would leave the simulator, our child, orphaned.
+    subprocess.Popen([sys.executable, "-c", _WATCH_LEADER, str(os.getpid())], stdin=subprocess.DEVNULL)
     from cocotb_tools.runner import get_runner
 
     simulator, method, kwargs = pickle.loads(Path(request).read_bytes())

@@ -32,12 +32,24 @@ def test_every_backend_gives_the_same_results_and_reports_the_failing_items(back
     assert all(error.startswith("ZeroDivisionError: float division by zero") for error in errors.values())
 
 
-def test_a_local_ray_is_started_and_shut_down():
+def test_a_local_ray_is_started_and_shut_down_and_leaves_the_signal_handlers_alone():
+    """ray.init installs its own SIGTERM handler and a C-level one that dies by the signal: codesign's
+    clean-up on Ctrl-C and SIGTERM (the simulators ended, exit 130 / 143) would never run."""
+    import signal
+
     import ray
+
+    def mine(signum, frame):
+        raise AssertionError("not called")
 
     chosen = engine(2)
     assert chosen.backend == "ray" and chosen.local
-    assert run("ray") == run("pool")
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert run("ray") == run("pool")
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert not ray.is_initialized()
 
 
