@@ -1,0 +1,122 @@
+"""Issue 14: ``codesign simulate`` and ``codesign explore`` on 1 and 2 workers, ResNet-18-shaped.
+
+Model: torchvision ResNet-18 shapes, random weights, every layer 50 % magnitude-pruned
+(:mod:`bench.models`), 8-bit weights and inputs, generated onto 128×128 crossbars (2-bit cells,
+1-bit DAC; about 5,700 tiles).
+
+- simulate: ``codesign simulate --sim verilator`` of every tile with ``--workers 1`` and then
+  ``--workers 2`` (local Ray), each in a fresh process building afresh, in one run; wall time end
+  to end, the ratio (target ≤ 0.6), the cost of one tile (its share of the simulator runs, and of
+  the rest, done here: loading, golden results, comparison) and a projection to 64 cores (the
+  simulator runs spread over 64 workers, the rest serial, plus one build).
+- explore: ``codesign explore`` of ≥ 200 points with ``--workers 1`` and ``--workers 2``; the
+  ratio (target ≤ 0.6) and whether the Pareto fronts are identical.
+
+``python -m bench.bench_scale --quick`` is a smoke test of the same code on a stratified sample of 24
+tiles (``--sample 24``: every layer) and 16 points; its ratios say nothing about the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import codesign_command, run_command, table
+from .models import pruned_resnet
+
+TARGET_RATIO = 0.6
+CLUSTER_CORES = 64
+VECTORS = 8
+#: The sweeps: full (240 points) and quick (16 points).
+SPACES = {
+    False: {"rows": "64,128,256,512", "cols": "64,128,256,512", "cell_bits": "1,2", "dac_bits": "1,2",
+            "adc_model": "isaac,walden,murmann"},
+    True: {"rows": "64,128", "cols": "128,256", "cell_bits": "1,2", "adc_model": "isaac,walden"},
+}
+QUICK_SAMPLE = 24
+
+
+def simulate_rows(folder: Path, quick: bool) -> tuple[list[list[object]], dict]:
+    """Simulate with 1 then 2 workers, each building afresh; the table rows and the figures."""
+    found, walls = {}, {}
+    for workers in (1, 2):
+        shutil.rmtree(folder / "sim" / "build", ignore_errors=True)     # each run builds as a fresh one would
+        args = [*codesign_command(), "simulate", str(folder), "--sim", "verilator", "--vectors", str(VECTORS),
+                "--workers", str(workers), *(["--sample", str(QUICK_SAMPLE)] if quick else [])]
+        walls[workers], _ = run_command(args)
+        found[workers] = json.loads((folder / "sim" / "results.json").read_text())
+    one, two = found[1], found[2]
+    tiles, selected = len(one["tiles"]), one["engine"]["tiles_selected"]
+    build = max(b["build_seconds"] for b in one["builds"])
+    modules = len({b["module"] for b in one["builds"]})
+    runs = sum(b["run_seconds"] for b in one["builds"])              # the simulator runs: what the workers share
+    driver = walls[1] - build - runs                                   # here: load, golden results, comparison
+    projected = (driver + runs / CLUSTER_CORES) * selected / tiles + build   # Amdahl: the rest stays serial
+    volatile = ("seconds", "first_cycle", "simulated_cycles")
+    same = [{k: v for k, v in t.items() if k not in volatile} for t in one["tiles"]] == \
+        [{k: v for k, v in t.items() if k not in volatile} for t in two["tiles"]]
+    ratio = walls[2] / walls[1]
+    rows = [["tiles simulated", f"{tiles} of {selected}", "every tile", "pass" if tiles == selected else "quick"],
+            ["wall, 1 worker (in process)", f"{walls[1]:.1f} s", "", ""],
+            ["wall, 2 workers (local Ray)", f"{walls[2]:.1f} s", "", ""],
+            ["ratio 2 / 1 workers", f"{ratio:.2f}", f"≤ {TARGET_RATIO}", "pass" if ratio <= TARGET_RATIO else "FAIL"],
+            ["Verilator build", f"{build:.1f} s ({modules} module{'s' if modules > 1 else ''})", "", ""],
+            ["per tile, 1 worker: simulator run / the rest (here)",
+             f"{runs / tiles:.3f} s / {driver / tiles:.3f} s", "", ""],
+            [f"projected on {CLUSTER_CORES} cores (simulator runs / {CLUSTER_CORES}, the rest here, one build)",
+             f"{projected / 60:.1f} min for {selected} tiles", "", ""],
+            ["verdicts", f"1 worker {'bit-exact' if one['passed'] else 'FAILED'}, 2 workers "
+                         f"{'bit-exact' if two['passed'] else 'FAILED'}, tile records "
+                         f"{'identical' if same else 'DIFFERENT'}", "", ""]]
+    return rows, {"ratio": ratio, "passed": one["passed"] and two["passed"] and same}
+
+
+def explore_rows(model: Path, root: Path, quick: bool) -> tuple[list[list[object]], dict]:
+    """Explore with 1 then 2 workers into fresh folders; the table rows and the figures."""
+    walls, fronts, counts = {}, {}, {}
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in SPACES[quick].items()]
+    for workers in (1, 2):
+        out = root / f"explore-{workers}"
+        walls[workers], _ = run_command([*codesign_command(), "explore", "--model", str(model), *options,
+                                         "--out", str(out), "--workers", str(workers)])
+        fronts[workers] = json.loads((out / "pareto.json").read_text())["front"]
+        counts[workers] = len((out / "points.jsonl").read_text().splitlines())
+    ratio = walls[2] / walls[1]
+    key = ("rows", "cols", "cell_bits", "dac_bits", "adcs", "adc_model", "budget", "energy_pj", "area_um2",
+           "latency_ns")
+    same = [[p[k] for k in key] for p in fronts[1]] == [[p[k] for k in key] for p in fronts[2]]
+    rows = [["points", f"{counts[1]}", "≥ 200", "pass" if counts[1] >= 200 else ("quick" if quick else "FAIL")],
+            ["wall, 1 worker (in process)", f"{walls[1]:.1f} s", "", ""],
+            ["wall, 2 workers (local Ray)", f"{walls[2]:.1f} s", "", ""],
+            ["ratio 2 / 1 workers", f"{ratio:.2f}", f"≤ {TARGET_RATIO}", "pass" if ratio <= TARGET_RATIO else "FAIL"],
+            ["Pareto front", f"{len(fronts[1])} points, {'identical' if same else 'DIFFERENT'} on 2 workers",
+             "identical", "pass" if same else "FAIL"]]
+    return rows, {"ratio": ratio, "same": same}
+
+
+def run(quick: bool = False) -> str:
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        model = pruned_resnet(18, root / "resnet18.pt")
+        folder = root / "gen"
+        generate, _ = run_command([*codesign_command(), "generate", "--model", str(model), "--out", str(folder),
+                                   "--no-report"])
+        sim, _ = simulate_rows(folder, quick)
+        explored, _ = explore_rows(model, root, quick)
+    scale = (f"**quick scale** (`--quick`: {QUICK_SAMPLE} sampled tiles, {sum(1 for _ in SPACES[True])} swept "
+             "parameters): a smoke test, its ratios do not measure the targets" if quick else "full scale")
+    return ("### scale: simulate and explore on 1 and 2 workers (issue 14)\n\n"
+            f"ResNet-18 shapes, random weights 50 % magnitude-pruned, 128×128 crossbars, {VECTORS} vectors per tile; "
+            f"{scale}. `codesign generate` took {generate:.1f} s. Each run is a fresh process; 2 workers = "
+            "local Ray (`dist` extra).\n\n`codesign simulate --sim verilator`:\n\n"
+            + table(["measure", "value", "target", ""], sim)
+            + f"\n\n`codesign explore` ({', '.join(f'{k} {v}' for k, v in SPACES[quick].items())}):\n\n"
+            + table(["measure", "value", "target", ""], explored))
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(run(quick="--quick" in sys.argv[1:]))
