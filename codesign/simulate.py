@@ -30,6 +30,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -82,6 +83,14 @@ class Folder:
 
     def manifest_layer(self, key: str) -> dict:
         return next(entry for entry in self.manifest["layers"] if entry["name"] == key)
+
+    @cached_property
+    def layer_params(self) -> dict[str, Any]:
+        """Layer key → the :class:`~codesign.hw.periphery.PeripheryParams` of its module (grouped once:
+        the grouping reads every tile)."""
+        from .rtl import module_groups
+
+        return {layer.key: group.params for group in module_groups(self.config) for layer in group.layers}
 
 
 def read_mem(path: Path) -> list[int]:
@@ -317,14 +326,14 @@ def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.r
     corner vectors of its column block, and its expected results ``[B + corners, L]``."""
     from .golden import layer_outputs
     from .mapping import tile_digits
-    from .rtl import module_groups, tile_schedule
+    from .rtl import tile_schedule
     from .sim.runner import TileJob
 
     config = folder.config
     layer = config.layer(ref.layer)
     tile = layer.tiles[ref.index]
     geometry = config.geometry(layer)
-    params = next(group.params for group in module_groups(config) if layer in group.layers)
+    params = folder.layer_params[layer.key]
     q = model.layer(layer.key).q
     entry = folder.manifest_layer(layer.key)
     generated = entry["tiles"][ref.index]
@@ -335,8 +344,15 @@ def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.r
     before = [t for t in layer.tiles if t.col_start == tile.col_start and t.row_start < tile.row_start]
 
     def partial(tiles: list) -> np.ndarray:
+        """The golden sums of ``tiles`` (of this column block), on the rows and columns they cover
+        only: a large layer is not re-sliced for each of its tiles."""
+        end = max(t.row_start + t.row_count for t in tiles) if tiles else 0
+        block = layer.model_copy(update={
+            "matrix": layer.matrix.model_copy(update={"rows": end, "cols": tile.col_count}),
+            "tiles": [t.model_copy(update={"col_start": 0}) for t in tiles]})
         sums = np.zeros((B, L), dtype=np.int64)
-        sums[:, :tile.col_count] = layer_outputs(q, config, layer.model_copy(update={"tiles": tiles}), x)[:, cols]
+        if tiles:
+            sums[:, :tile.col_count] = layer_outputs(q[:end, cols], config, block, x[:, :end])
         return sums
 
     rows = rng.integers(0, 1 << geometry.input_bits, size=(B, R))    # rows without weights get noise
