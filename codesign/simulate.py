@@ -39,7 +39,7 @@ import numpy as np
 from .config import HardwareConfig, check_against_model, load_config
 from .errors import CodesignError
 from .files import claim_tree, read_json
-from .rtl import load_manifest
+from .rtl import load_manifest, module_groups
 
 SCHEMA = "codesign-simulate/1"
 DEFAULT_VECTORS = 8
@@ -88,8 +88,6 @@ class Folder:
     def layer_params(self) -> dict[str, Any]:
         """Layer key → the :class:`~codesign.hw.periphery.PeripheryParams` of its module (grouped once:
         the grouping reads every tile)."""
-        from .rtl import module_groups
-
         return {layer.key: group.params for group in module_groups(self.config) for layer in group.layers}
 
 
@@ -120,8 +118,6 @@ def check_folder(folder: Folder) -> None:
     """Refuse a folder whose ``hw_config.json`` differs from what its hardware and testbench read:
     the modules and their parameters (``rtl/<module>.json``), layers and tiles (``rtl/manifest.json``),
     every tile's memory rows (``params/…/tile_NNN.mem``), its ``ROWS`` and its reported cycles."""
-    from .rtl import module_groups
-
     config, root = folder.config, folder.root
     modules = {m["name"]: m for m in folder.manifest["modules"]}
     layers = {entry["name"]: entry for entry in folder.manifest["layers"]}

@@ -50,10 +50,15 @@ def test_augment_is_the_same_on_any_device():
     assert b.device.type == "meta" and b.shape == a.shape
 
 
-def test_cli_cuda_without_gpu_is_one_line(tmp_path):
+def without_gpu(argv: list[str]) -> subprocess.CompletedProcess:
+    """``codesign ARGV`` in a fresh Python where ``torch.cuda.is_available()`` is False."""
     code = ("import torch, sys; torch.cuda.is_available = lambda: False; from codesign.cli import main; "
-            f"sys.exit(main(['train', 'digits_cnn', '--epochs', '1', '--device', 'cuda', '--out', r'{tmp_path}/m.pt']))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            f"sys.exit(main({argv!r}))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_cli_cuda_without_gpu_is_one_line(tmp_path):
+    done = without_gpu(["train", "digits_cnn", "--epochs", "1", "--device", "cuda", "--out", f"{tmp_path}/m.pt"])
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "--device cuda" in done.stderr
     assert not (tmp_path / "m.pt").exists()
@@ -106,9 +111,7 @@ def test_emulate_on_auto_equals_the_cpu(capsys, monkeypatch):
                                      ["calibrate", "--data", "digits", "--budget", "1", "--out", "OUT"]])
 def test_emulate_and_calibrate_cuda_without_gpu_is_one_line(tmp_path, command):
     argv = [str(tmp_path / "c.json") if a == "OUT" else a for a in command] + ["--device", "cuda"]
-    code = ("import torch, sys; torch.cuda.is_available = lambda: False; from codesign.cli import main; "
-            f"sys.exit(main({argv!r}))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = without_gpu(argv)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "--device cuda" in done.stderr
     assert not (tmp_path / "c.json").exists()
