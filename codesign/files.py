@@ -179,12 +179,18 @@ def locked(root: Path, command: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"'{info['command']}' (pid {int(info['pid'])}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another codesign process"
+def _holder(fd: int, patience: float = 1.0) -> str:
+    """Who holds the lock, from the lock file; the holder writes it just after taking the lock, so
+    an empty or partial file is read again for up to ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"'{info['command']}' (pid {int(info['pid'])}, since {info['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "another codesign process"
+            time.sleep(0.02)
 
 
 # --- the manifest ----------------------------------------------------------------------------

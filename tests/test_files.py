@@ -1,11 +1,13 @@
 """codesign.files: output folders that are all or nothing, replace only what codesign wrote, are
 locked while written; files written exactly where asked; JSON inputs refused in one line."""
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -163,6 +165,29 @@ def test_the_lock_names_its_holder(tmp_path):
             assert f"is in use by 'codesign simulate' (pid {os.getpid()}, since " in error_line(done.stderr)
     assert not (out / LOCK).exists()
     assert run("report", str(out), "--no-synth").returncode == 0
+
+
+def test_a_holder_that_has_not_yet_written_its_name_is_still_named(tmp_path):
+    """The race CI saw: the refused process read the lock file between the holder's flock and its
+    write. The reader waits for the name; with none ever written it says so after its patience."""
+    fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    info = json.dumps({"pid": 4242, "command": "codesign generate", "since": "2026-12-05 02:00:00"}).encode()
+    late = threading.Timer(0.3, os.write, (fd, info))
+    late.start()
+    try:
+        with pytest.raises(CodesignError, match=r"is in use by 'codesign generate' \(pid 4242, since "):
+            with locked(tmp_path, "simulate"):
+                pass
+    finally:
+        late.join()
+    os.ftruncate(fd, 0)
+    started = time.monotonic()
+    with pytest.raises(CodesignError, match="is in use by another codesign process"):
+        with locked(tmp_path, "simulate"):
+            pass
+    assert time.monotonic() - started >= 0.9
+    os.close(fd)
 
 
 def test_two_generates_at_once_one_wins_one_refuses(tmp_path):
