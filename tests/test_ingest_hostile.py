@@ -167,3 +167,29 @@ def test_torchscript_for_other_images(tmp_path, capsys):
     assert main(["emulate", "--data", "digits", "--model", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "the model does not run on images of shape 1×8×8" in err[-1] and "Traceback" not in "".join(err)
+
+
+@pytest.mark.parametrize("command", ["generate", "analyze", "emulate"])
+def test_an_archive_that_crashes_the_torchscript_loader(tmp_path, capsys, monkeypatch, command):
+    """CI once saw a bit-flipped TorchScript archive kill the whole process with SIGSEGV inside
+    torch. The loader is stood in for by one that does exactly that: the trial load in a child
+    turns the crash into one line, and the parent never loads the archive itself."""
+    import os
+    import signal
+
+    path = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(4, 3))), path)
+    np.save(tmp_path / "x.npy", np.ones((2, 4), dtype=np.int64))
+    layer = ("--layer", "0", "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"))
+    monkeypatch.setattr(torch.jit, "load", lambda *_, **__: os.kill(os.getpid(), signal.SIGSEGV))
+    refused(capsys, tmp_path, path, "crashed TorchScript's loader (SIGSEGV), so the file is corrupt",
+            (command, *layer) if command == "emulate" else (command,))
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_the_trial_load_does_not_hide_a_loader_error(tmp_path, capsys, monkeypatch):
+    """An archive the loader refuses with an exception is refused with that exception's message."""
+    path = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(4, 3))), path)
+    monkeypatch.setattr(torch.jit, "load", lambda *_, **__: (_ for _ in ()).throw(RuntimeError("bad constants.pkl")))
+    refused(capsys, tmp_path, path, "cannot load TorchScript archive", ("analyze",))

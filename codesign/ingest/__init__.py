@@ -288,11 +288,11 @@ def read_source(file: Path, shown: str, trust_pickle: bool) -> Source:
 
         return _state_dict_source(read_safetensors(file, shown), "safetensors")
     if fmt == "torchscript":
-        from .torchscript import load_torchscript, read_torchscript
+        from .torchscript import load_torchscript, read_torchscript, traced_shape
 
         module = load_torchscript(file, shown)
         found, ignored, unsupported, graph = read_torchscript(module, shown)
-        return Source("torchscript", found, ignored, unsupported, module=graph, input_shape=_traced_shape(module),
+        return Source("torchscript", found, ignored, unsupported, module=graph, input_shape=traced_shape(module),
                       input_bits=8 if any(f.integer for f in found) else None)
     if fmt == "pt2":
         from .exported import read_exported
@@ -364,18 +364,6 @@ def _module_source(module: Any, shown: str, fmt: str = "module") -> Source:
         elif params:
             ignored.append(f"{name} ({kind}, digital)")
     return Source(fmt, found, ignored, unsupported, module=module)
-
-
-def _traced_shape(module: Any) -> Optional[tuple[int, ...]]:
-    """The image shape a traced module was traced with, if its graph records it."""
-    inputs = list(module.graph.inputs())
-    if len(inputs) != 2:
-        return None
-    try:
-        sizes = inputs[1].type().sizes()
-    except (RuntimeError, AttributeError):
-        return None
-    return tuple(int(n) for n in sizes[1:]) if sizes and all(isinstance(n, int) for n in sizes) else None
 
 
 def quantize(weight: np.ndarray, weight_bits: int, per_channel: bool, scale: Any = None,

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
+import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -60,13 +63,70 @@ PYTHON_OPS: dict[str, Callable[..., Any]] = {
 }
 
 
+#: How long (s) the trial load in a child may take before it is given up as inconclusive.
+TRIAL_SECONDS = 120.0
+
+
 def load_torchscript(file: Path, shown: str) -> Any:
+    """The module of a TorchScript archive. A corrupted archive can crash TorchScript's native loader
+    (a segmentation fault, not an exception), so the archive is first loaded and read in a forked
+    child: a child killed by a signal becomes a one-line error instead of killing codesign."""
+    killed_by = _trial_in_child(lambda: _read_all(_load(file, shown), shown))
+    if killed_by is not None:
+        raise CodesignError(f"cannot load TorchScript archive {shown}: it crashed TorchScript's loader "
+                            f"({signal.Signals(killed_by).name}), so the file is corrupt: re-save the model")
+    return _load(file, shown)
+
+
+def _load(file: Path, shown: str) -> Any:
     try:
         with warnings.catch_warnings():   # TorchScript is deprecated upstream but still a user format
             warnings.simplefilter("ignore")
             return torch.jit.load(str(file), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any failure means an unreadable archive
         raise CodesignError(f"cannot load TorchScript archive {shown}: {first_line(exc)}") from None
+
+
+def _read_all(module: Any, shown: str) -> None:
+    """Everything codesign reads of a loaded module (the trial's work)."""
+    read_torchscript(module, shown)
+    traced_shape(module)
+
+
+def _trial_in_child(work: Callable[[], object]) -> Optional[int]:
+    """Run ``work`` in a forked child (one thread, output discarded); the number of the signal that
+    killed it, or None if it exited, whether ``work`` succeeded, raised or took over
+    :data:`TRIAL_SECONDS` (errors are the parent's to report, when it does the same work)."""
+    pid = os.fork()
+    if pid == 0:    # pragma: no cover - the child's coverage is not collected
+        try:
+            torch.set_num_threads(1)    # the parent's thread pool does not exist in the child
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            work()
+        finally:
+            os._exit(0)
+    try:
+        deadline, pause = time.monotonic() + TRIAL_SECONDS, 0.001
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            if time.monotonic() > deadline:
+                break
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
+    except BaseException:
+        _end(pid)
+        raise
+    _end(pid)
+    return None
+
+
+def _end(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 
 
 def read_torchscript(module: Any, shown: str) -> tuple[list[Found], list[str], list[str], LayerGraph]:
@@ -99,6 +159,18 @@ def read_torchscript(module: Any, shown: str) -> tuple[list[Found], list[str], l
     quantized = any(node.kind() in QUANTIZED_LAYERS for node in _all_nodes(graph.block()))
     program = TorchScriptProgram(module, graph, layer_of, quantized)
     return list(found.values()), ignored, unsupported, LayerGraph(program, list(found.values()))
+
+
+def traced_shape(module: Any) -> Optional[tuple[int, ...]]:
+    """The image shape a traced module was traced with, if its graph records it."""
+    inputs = list(module.graph.inputs())
+    if len(inputs) != 2:
+        return None
+    try:
+        sizes = inputs[1].type().sizes()
+    except (RuntimeError, AttributeError):
+        return None
+    return tuple(int(n) for n in sizes[1:]) if sizes and all(isinstance(n, int) for n in sizes) else None
 
 
 def _tensors(module: Any) -> list[tuple[str, Any]]:
