@@ -6,9 +6,10 @@ Model: torchvision ResNet-18 shapes, random weights, every layer 50 % magnitude-
 
 - simulate: ``codesign simulate --sim verilator`` of every tile with ``--workers 1`` and then
   ``--workers 2`` (local Ray), each in a fresh process building afresh, in one run; wall time end
-  to end, the ratio (target ≤ 0.6), the cost of one tile (its share of the simulator runs, and of
-  the rest, done here: loading, golden results, comparison) and a projection to 64 cores (the
-  simulator runs spread over 64 workers, the rest serial, plus one build).
+  to end, the ratio (target ≤ 0.6), the cost of one tile (its share of the simulator runs, of
+  preparing its job and golden results and checking its results, both on the workers, and of the
+  rest, done here: loading, the drift check, the inputs) and a projection to 64 cores (the
+  workers' share spread over 64, the rest serial, plus one build).
 - explore: ``codesign explore`` of ≥ 200 points with ``--workers 1`` and ``--workers 2``; the
   ratio (target ≤ 0.6) and whether the Pareto fronts are identical.
 
@@ -32,10 +33,10 @@ CLUSTER_CORES = 64
 #: (``--no-corners``): they add the same work to every tile, and with them one worker takes about
 #: 0.5 s per tile, 48 minutes for the 5,724 tiles, too long to run twice in one benchmark.
 VECTORS = 8
-#: The sweeps: full (240 points) and quick (16 points).
+#: The sweeps: full (4 · 4 · 2 · 2 · 4 = 256 points) and quick (16 points).
 SPACES = {
     False: {"rows": "64,128,256,512", "cols": "64,128,256,512", "cell_bits": "1,2", "dac_bits": "1,2",
-            "adc_model": "isaac,walden,murmann"},
+            "adc_model": "isaac,walden,murmann,zigzag"},
     True: {"rows": "64,128", "cols": "128,256", "cell_bits": "1,2", "adc_model": "isaac,walden"},
 }
 QUICK_SAMPLE = 24
@@ -54,9 +55,10 @@ def simulate_rows(folder: Path, quick: bool) -> tuple[list[list[object]], dict]:
     tiles, selected = len(one["tiles"]), one["engine"]["tiles_selected"]
     build = max(b["build_seconds"] for b in one["builds"])
     modules = len({b["module"] for b in one["builds"]})
-    runs = sum(b["run_seconds"] for b in one["builds"])              # the simulator runs: what the workers share
-    driver = walls[1] - build - runs                                   # here: load, golden results, comparison
-    projected = (driver + runs / CLUSTER_CORES) * selected / tiles + build   # Amdahl: the rest stays serial
+    runs = sum(b["run_seconds"] for b in one["builds"])              # the simulator runs, on the workers
+    checks = sum(b["check_seconds"] for b in one["builds"])          # jobs, golden results, comparison: the workers
+    driver = walls[1] - build - runs - checks                          # here: load, drift check, inputs
+    projected = (driver + (runs + checks) / CLUSTER_CORES) * selected / tiles + build   # Amdahl: the rest stays serial
     volatile = ("seconds", "first_cycle", "simulated_cycles")
     same = [{k: v for k, v in t.items() if k not in volatile} for t in one["tiles"]] == \
         [{k: v for k, v in t.items() if k not in volatile} for t in two["tiles"]]
@@ -66,9 +68,9 @@ def simulate_rows(folder: Path, quick: bool) -> tuple[list[list[object]], dict]:
             ["wall, 2 workers (local Ray)", f"{walls[2]:.1f} s", "", ""],
             ["ratio 2 / 1 workers", f"{ratio:.2f}", f"≤ {TARGET_RATIO}", "pass" if ratio <= TARGET_RATIO else "FAIL"],
             ["Verilator build", f"{build:.1f} s ({modules} module{'s' if modules > 1 else ''})", "", ""],
-            ["per tile, 1 worker: simulator run / the rest (here)",
-             f"{runs / tiles:.3f} s / {driver / tiles:.3f} s", "", ""],
-            [f"projected on {CLUSTER_CORES} cores (simulator runs / {CLUSTER_CORES}, the rest here, one build)",
+            ["per tile, 1 worker: simulator run / job and check (on the worker) / the rest (here)",
+             f"{runs / tiles:.3f} s / {checks / tiles:.3f} s / {driver / tiles:.3f} s", "", ""],
+            [f"projected on {CLUSTER_CORES} cores (the workers' share / {CLUSTER_CORES}, the rest here, one build)",
              f"{projected / 60:.1f} min for {selected} tiles", "", ""],
             ["verdicts", f"1 worker {'bit-exact' if one['passed'] else 'FAILED'}, 2 workers "
                          f"{'bit-exact' if two['passed'] else 'FAILED'}, tile records "

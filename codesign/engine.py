@@ -2,8 +2,8 @@
 
 One interface, :meth:`Engine.map`: ``fn(shared, item)`` for every item, results yielded as they
 complete (not in order), with a progress bar. ``shared`` (a model, a folder's texts) is sent to
-each worker once, not with every item. A failure of one item (any exception) is yielded as an
-:class:`Outcome` with its error and does not stop the others.
+each worker once, not with every item, and deserialised there once. A failure of one item (any
+exception) is yielded as an :class:`Outcome` with its error and does not stop the others.
 
 Backends, chosen by :func:`engine`:
 
@@ -95,6 +95,23 @@ def _pool_call(fn: Callable[[Any, Any], T], index: int, item: Any) -> tuple[int,
     return _call(fn, _pool_shared, index, item)
 
 
+# --- Ray: the shared value is fetched once per worker process, not deserialised for every item --
+
+_ray_shared: dict[str, Any] = {}
+
+
+def _ray_call(fn: Callable[[Any, Any], T], boxed: list, index: int, item: Any) -> tuple[int, Optional[T], Optional[str]]:
+    """``boxed`` holds the shared value's object reference (in a list, so Ray does not resolve it
+    for every task); this worker fetches it the first time and keeps only the newest."""
+    import ray
+
+    (ref,) = boxed
+    if ref.hex() not in _ray_shared:
+        _ray_shared.clear()
+        _ray_shared[ref.hex()] = ray.get(ref)
+    return _call(fn, _ray_shared[ref.hex()], index, item)
+
+
 class Engine:
     """Runs ``fn(shared, item)`` over items on ``workers`` CPUs through ``backend`` (see the module)."""
 
@@ -159,9 +176,9 @@ class Engine:
         started = start_ray(self.workers, self.address)
         refs: list = []
         try:
-            task = ray.remote(num_cpus=1, max_retries=0)(_call)
-            shared_ref = ray.put(shared)
-            refs = [task.remote(fn, shared_ref, index, item) for index, item in enumerate(items)]
+            task = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
+            boxed = [ray.put(shared)]
+            refs = [task.remote(fn, boxed, index, item) for index, item in enumerate(items)]
             pending = list(refs)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)

@@ -316,10 +316,18 @@ class TileCase:
     expected: np.ndarray
 
 
-def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.random.Generator,
+def tile_rng(seed: int, folder: Folder, ref: TileRef) -> np.random.Generator:
+    """The random stream of tile ``ref`` (seeded ``[seed, layer position, tile index]``): each tile
+    draws from its own, so its job is the same whichever tiles run with it and wherever it runs."""
+    position = next(i for i, layer in enumerate(folder.config.layers) if layer.key == ref.layer)
+    return np.random.default_rng([seed, position, ref.index])
+
+
+def tile_case(folder: Folder, ref: TileRef, q: np.ndarray, x: np.ndarray, rng: np.random.Generator,
               corners: bool = True) -> TileCase:
-    """The job of tile ``ref`` for layer inputs ``x[B, K]``, followed (with ``corners``) by the
-    corner vectors of its column block, and its expected results ``[B + corners, L]``."""
+    """The job of tile ``ref`` of the layer with integer weights ``q[K, N]`` for layer inputs
+    ``x[B, K]``, followed (with ``corners``) by the corner vectors of its column block, and its
+    expected results ``[B + corners, L]``."""
     from .golden import layer_outputs
     from .mapping import tile_digits
     from .rtl import tile_schedule
@@ -330,7 +338,6 @@ def tile_case(folder: Folder, model: Any, ref: TileRef, x: np.ndarray, rng: np.r
     tile = layer.tiles[ref.index]
     geometry = config.geometry(layer)
     params = folder.layer_params[layer.key]
-    q = model.layer(layer.key).q
     entry = folder.manifest_layer(layer.key)
     generated = entry["tiles"][ref.index]
     cols = slice(tile.col_start, tile.col_start + tile.col_count)
@@ -414,23 +421,35 @@ class ModuleFiles:
 
 @dataclass(frozen=True)
 class SimSetup:
-    """What every batch of one ``simulate`` shares: the simulator, the mode, the modules, and the
-    folder when every worker sees it (a local engine), else None (the nodes build in their own
-    temporary folder)."""
+    """What every batch of one ``simulate`` shares, sent to each worker once: the simulator, the
+    mode, the modules, the folder's root when every worker sees it (a local engine; else None: the
+    nodes build in their own temporary folder), the folder's config and manifest, the weights
+    ``Q[K, N]`` and inputs ``x[B, K]`` of the layers simulated (by key), the seed of the tiles'
+    random streams (:func:`tile_rng`) and whether the corner vectors follow."""
 
     simulator: str
     mode: str
     modules: dict[str, ModuleFiles]
     root: Optional[str]
+    folder: Folder
+    weights: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray]
+    seed: int
+    corners: bool
+
+    def case(self, ref: TileRef) -> TileCase:
+        """Tile ``ref``'s job and golden results."""
+        return tile_case(self.folder, ref, self.weights[ref.layer], self.inputs[ref.layer],
+                         tile_rng(self.seed, self.folder, ref), self.corners)
 
 
 @dataclass
 class Batch:
-    """Tiles of one module for one simulator run: their jobs and ``.mem`` texts, the work folder
+    """Tiles of one module for one simulator run: which, their ``.mem`` texts, the work folder
     under ``sim/work/`` (a local engine) and whether to write the module's waveform."""
 
     module: str
-    jobs: list
+    refs: list[TileRef]
     cfg_texts: list[str]
     work: str
     waves: bool
@@ -438,26 +457,30 @@ class Batch:
 
 @dataclass
 class BatchRun:
-    """What a batch returns: the tiles' runs, the run's statistics and its build."""
+    """What a batch returns: each tile's entry in results.json and its mismatches, the simulator
+    run's statistics, its build, and the seconds spent preparing the jobs and checking the results."""
 
-    runs: list
+    records: list[dict]
+    mismatches: list[list[dict]]
     stats: Any
     build_seconds: float
     build_directory: str
     node: str
+    check_seconds: float
 
 
-def make_batches(cases: list[TileCase], workers: int, whole_modules: bool) -> list[list[TileCase]]:
-    """Tiles grouped by module and cut into batches of at most :data:`MAX_BATCH`: fewer so that each
-    of ``workers`` gets about :data:`BATCHES_PER_WORKER`, but not below :data:`MIN_BATCH` unless
-    the workers would then be idle; modules interleaved so that the workers
-    start on different modules (their builds overlap). ``whole_modules``: one batch per module
-    (waveforms: one file per module)."""
-    by_module: dict[str, list[TileCase]] = {}
-    for case in cases:
-        by_module.setdefault(case.module, []).append(case)
-    share = -(-len(cases) // workers)
-    size = min(MAX_BATCH, max(min(MIN_BATCH, share), -(-len(cases) // (BATCHES_PER_WORKER * workers)))) \
+def make_batches(refs: list[TileRef], modules: dict[str, str], workers: int,
+                 whole_modules: bool) -> list[list[TileRef]]:
+    """Tiles grouped by module (``modules``: layer key → module) and cut into batches of at most
+    :data:`MAX_BATCH`: fewer so that each of ``workers`` gets about :data:`BATCHES_PER_WORKER`, but
+    not below :data:`MIN_BATCH` unless the workers would then be idle; modules interleaved so that
+    the workers start on different modules (their builds overlap). ``whole_modules``: one batch
+    per module (waveforms: one file per module)."""
+    by_module: dict[str, list[TileRef]] = {}
+    for ref in refs:
+        by_module.setdefault(modules[ref.layer], []).append(ref)
+    share = -(-len(refs) // workers)
+    size = min(MAX_BATCH, max(min(MIN_BATCH, share), -(-len(refs) // (BATCHES_PER_WORKER * workers)))) \
         if workers > 1 else MAX_BATCH
     queues = [[group[i:i + size] for i in range(0, len(group), size)] if not whole_modules else [group]
               for group in by_module.values()]
@@ -479,14 +502,18 @@ def _locked_build(path: Path) -> Iterator[None]:
 
 
 def run_batch(setup: SimSetup, batch: Batch) -> BatchRun:
-    """Build the batch's module on this node (once: cached by content under a lock) and run its
-    tiles in one simulator run. Runs on a worker; raises :class:`CodesignError` for a failed build."""
+    """Prepare the batch's tiles, build its module on this node (once: cached by content under a
+    lock), run the tiles in one simulator run and check their results. Runs on a worker; raises
+    :class:`CodesignError` for a failed build."""
     import dataclasses
     import socket
     import tempfile
 
     from .sim.runner import WAVES_SUFFIX, build, run_tiles
 
+    started = time.perf_counter()
+    cases = [setup.case(ref) for ref in batch.refs]
+    prepared = time.perf_counter() - started
     files = setup.modules[batch.module]
     if setup.root is not None:
         root = Path(setup.root)
@@ -504,10 +531,10 @@ def run_batch(setup: SimSetup, batch: Batch) -> BatchRun:
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "cfg").mkdir(parents=True)
     jobs = []
-    for index, (job, text) in enumerate(zip(batch.jobs, batch.cfg_texts)):
+    for index, (case, text) in enumerate(zip(cases, batch.cfg_texts)):
         cfg = workdir / "cfg" / f"tile{index}.mem"
         cfg.write_text(text)
-        jobs.append(dataclasses.replace(job, cfg_file=cfg))
+        jobs.append(dataclasses.replace(case.job, cfg_file=cfg))
     waves = (Path(setup.root) / "sim" / "waves" / f"{batch.module}{WAVES_SUFFIX[setup.simulator]}"
              if batch.waves and setup.root is not None else None)
     try:
@@ -515,70 +542,72 @@ def run_batch(setup: SimSetup, batch: Batch) -> BatchRun:
     finally:
         if setup.root is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    started = time.perf_counter()
+    records, mismatches = zip(*(checked(case, run) for case, run in zip(cases, runs))) if cases else ((), ())
     directory = built.directory.relative_to(setup.root) if setup.root is not None else built.directory
-    return BatchRun(runs, stats, built.seconds, str(directory), socket.gethostname())
+    return BatchRun(list(records), list(mismatches), stats, built.seconds, str(directory), socket.gethostname(),
+                    prepared + time.perf_counter() - started)
 
 
-def tile_span(cases: list[TileCase]) -> str:
+def checked(case: TileCase, run: Any) -> tuple[dict, list[dict]]:
+    """A tile's entry in results.json and its mismatches."""
+    wrong, errors = compare(case, run)
+    return tile_record(case, run, len(wrong), errors), wrong
+
+
+def tile_span(refs: list[TileRef]) -> str:
     """``layer:i-j, …``: the tiles of a batch, for an error line."""
     spans: list[list] = []
-    for case in cases:
-        if spans and spans[-1][0] == case.ref.layer and spans[-1][2] == case.ref.index - 1:
-            spans[-1][2] = case.ref.index
+    for ref in refs:
+        if spans and spans[-1][0] == ref.layer and spans[-1][2] == ref.index - 1:
+            spans[-1][2] = ref.index
         else:
-            spans.append([case.ref.layer, case.ref.index, case.ref.index])
+            spans.append([ref.layer, ref.index, ref.index])
     return ", ".join(f"{layer}:{a}" if a == b else f"{layer}:{a}-{b}" for layer, a, b in spans)
 
 
-def run_cases(folder: Folder, cases: list[TileCase], simulator: str, mode: str, waves: bool, progress: bool,
-              log: Callable[[str], None], runner: Any = None) -> tuple[dict[TileRef, Any], list[dict], list[str], dict[str, Path]]:
-    """Run the tiles in batches on ``runner`` (a :class:`codesign.engine.Engine`; default: this
-    process), each module built once per node. Returns the tiles' runs, one record per batch,
-    failures of whole runs (a failed batch names its tiles; the others are still checked), and the
-    waveform file of each module (with ``waves``)."""
-    from .engine import engine
+def run_cases(setup: SimSetup, refs: list[TileRef], waves: bool, progress: bool, log: Callable[[str], None],
+              runner: Any) -> tuple[dict[TileRef, tuple[dict, list[dict]]], list[dict], list[str], dict[str, Path]]:
+    """Run the tiles in batches on ``runner`` (a :class:`codesign.engine.Engine`), each module built
+    once per node, the tiles prepared and checked where they run. Returns each tile's record and
+    mismatches, one record per batch, failures of whole runs (a failed batch names its tiles; the
+    others are still checked), and the waveform file of each module (with ``waves``)."""
     from .sim.runner import WAVES_SUFFIX, TileRun
 
-    runner = runner or engine(1)
-    names = sorted({case.module for case in cases})
-    modules = {}
-    for name in names:
-        module = folder.module(name)
-        rtl = folder.root / "rtl"
-        modules[name] = ModuleFiles(module["verilog"], module["ports"], (rtl / module["verilog"]).read_text(),
-                                    (rtl / module["ports"]).read_text())
-    setup = SimSetup(simulator, mode, modules, str(folder.root.absolute()) if runner.local else None)
-    groups = make_batches(cases, runner.workers if runner.backend != "inline" else 1, waves)
+    folder = setup.folder
+    layer_modules = {entry["name"]: entry["module"] for entry in folder.manifest["layers"]}
+    names = sorted({layer_modules[ref.layer] for ref in refs})
+    groups = make_batches(refs, layer_modules, runner.workers if runner.backend != "inline" else 1, waves)
     per_module: dict[str, int] = {}
     batches = []
     for group in groups:
-        name = group[0].module
+        name = layer_modules[group[0].layer]
         per_module[name] = per_module.get(name, 0) + 1
-        batches.append(Batch(name, [case.job for case in group], [(folder.root / case.cfg_file).read_text()
-                                                                  for case in group],
-                             name if waves else f"{name}/batch{per_module[name] - 1}", waves))
+        texts = [(folder.root / folder.manifest_layer(ref.layer)["tiles"][ref.index]["cfg_file"]).read_text()
+                 for ref in group]
+        batches.append(Batch(name, group, texts, name if waves else f"{name}/batch{per_module[name] - 1}", waves))
     out = folder.root / "sim"
-    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[simulator]}" for name in names} if waves else {}
-    log(f"simulating {len(cases)} tiles of {len(names)} modules with {simulator} in {len(batches)} batches on "
+    waves_files = {name: out / "waves" / f"{name}{WAVES_SUFFIX[setup.simulator]}" for name in names} if waves else {}
+    log(f"simulating {len(refs)} tiles of {len(names)} modules with {setup.simulator} in {len(batches)} batches on "
         f"{runner.describe()}")
-    runs, builds, failures = {}, [], []
+    results, builds, failures = {}, [], []
     for outcome in runner.map(run_batch, batches, setup, desc="simulate", unit="tile",
-                              size=lambda batch: len(batch.jobs), progress=progress):
-        group = groups[outcome.index]
+                              size=lambda batch: len(batch.refs), progress=progress):
+        group, name = groups[outcome.index], batches[outcome.index].module
         if not outcome.ok:
-            failures.append(f"module {group[0].module}, tiles {tile_span(group)}: {outcome.error}")
-            runs.update({case.ref: TileRun(errors=["not simulated: its batch failed (see the errors)"])
-                         for case in group})
+            failures.append(f"module {name}, tiles {tile_span(group)}: {outcome.error}")
+            lost = TileRun(errors=["not simulated: its batch failed (see the errors)"])
+            results.update({ref: checked(setup.case(ref), lost) for ref in group})
             continue
         done = outcome.value
-        runs.update({case.ref: run for case, run in zip(group, done.runs)})
-        failures += [f"module {group[0].module}, tiles {tile_span(group)}: {done.stats.failure}"] \
-            if done.stats.failure else []
-        builds.append({"module": group[0].module, "tiles": len(group), "node": done.node,
+        results.update(zip(group, zip(done.records, done.mismatches)))
+        failures += [f"module {name}, tiles {tile_span(group)}: {done.stats.failure}"] if done.stats.failure else []
+        builds.append({"module": name, "tiles": len(group), "node": done.node,
                        "build_seconds": round(done.build_seconds, 3), "build_reused": done.build_seconds == 0,
                        "directory": done.build_directory, "run_seconds": round(done.stats.seconds, 3),
-                       "startup_seconds": round(done.stats.overhead, 3)})
-    return runs, builds, failures, waves_files
+                       "startup_seconds": round(done.stats.overhead, 3),
+                       "check_seconds": round(done.check_seconds, 3)})
+    return results, builds, failures, waves_files
 
 
 def sample_tiles(folder: Folder, refs: list[TileRef], count: int, seed: int) -> list[TileRef]:
@@ -673,14 +702,17 @@ def simulate(root: str | Path, simulator: str = "icarus", vectors: Optional[int]
     claim_tree(folder.root, "sim")
     shutil.rmtree(out / "work", ignore_errors=True)
     shutil.rmtree(out / "waves", ignore_errors=True)    # no waveform of an earlier run stays behind
-    cases = [tile_case(folder, model, ref, inputs[ref.layer], rng, corners) for ref in refs]
+    rtl, keys = folder.root / "rtl", {ref.layer for ref in refs}
+    used = {folder.manifest_layer(key)["module"] for key in keys}
+    modules = {entry["name"]: ModuleFiles(entry["verilog"], entry["ports"], (rtl / entry["verilog"]).read_text(),
+                                          (rtl / entry["ports"]).read_text())
+               for entry in folder.manifest["modules"] if entry["name"] in used}
+    setup = SimSetup(simulator, mode, modules, str(folder.root.absolute()) if runner.local else None, folder,
+                     {key: model.layer(key).q for key in keys}, {key: inputs[key] for key in keys}, seed, corners)
     start = time.perf_counter()
-    runs, builds, failures, waves_files = run_cases(folder, cases, simulator, mode, waves, progress, log, runner)
-    records, mismatches = [], []
-    for case in cases:
-        wrong, errors = compare(case, runs[case.ref])
-        mismatches += wrong
-        records.append(tile_record(case, runs[case.ref], len(wrong), errors))
+    checks, builds, failures, waves_files = run_cases(setup, refs, waves, progress, log, runner)
+    records = [checks[ref][0] for ref in refs]
+    mismatches = [m for ref in refs for m in checks[ref][1]]
     results = {
         "schema": SCHEMA, "simulator": {"name": simulator, "version": tool.version}, "mode": mode,
         "vectors": vectors, "corners": corners, "seed": seed, "inputs": source, "model": model.info.model_dump(),

@@ -70,3 +70,45 @@ def test_a_cluster_that_is_not_there_is_a_one_line_error():
         engine(2, address="127.0.0.1:1")
     with pytest.raises(CodesignError, match=r"give HOST:PORT"):
         engine(2, address="headnode")
+
+
+class NotesLoads:
+    """A shared value that appends this process's id to the file ``log`` each time it is unpickled."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def __reduce__(self):
+        return _loaded, (self.log,)
+
+
+def _loaded(log: str) -> NotesLoads:
+    import os
+
+    with open(log, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    return NotesLoads(log)
+
+
+def _worker_pid(shared: NotesLoads, item: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_ray_workers_unpickle_the_shared_value_once_not_per_item(tmp_path):
+    """(The process pool's workers get it by fork, through the initializer.)"""
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])     # Ray's workers cannot import this file
+    try:
+        log = tmp_path / "loads"
+        pids = {outcome.value for outcome in engine(2, backend="ray").map(
+            _worker_pid, list(range(12)), shared=NotesLoads(str(log)), progress=False)}
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    loads = [int(line) for line in log.read_text().split()]
+    assert None not in pids and pids <= set(loads)
+    assert len(loads) == len(set(loads)) <= 2, f"{len(loads)} loads for 12 items on 2 workers"

@@ -149,7 +149,7 @@ def test_a_mutated_configuration_memory_is_refused_and_caught_by_simulation(fold
     model = load_model(None)
     rng = np.random.default_rng(0)
     inputs, _ = layer_inputs(model, view.config, 2, rng)
-    case = tile_case(view, model, ref, inputs[ref.layer], rng, corners=False)
+    case = tile_case(view, ref, model.layer(ref.layer).q, inputs[ref.layer], rng, corners=False)
     mem = folder / case.cfg_file
     rows = read_mem(mem)
     params = module_groups(view.config)[0].params
