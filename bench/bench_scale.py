@@ -11,7 +11,9 @@ Model: torchvision ResNet-18 shapes, random weights, every layer 50 % magnitude-
   rest, done here: loading, the drift check, the inputs) and a projection to 64 cores (the
   workers' share spread over 64, the rest serial, plus one build).
 - explore: ``codesign explore`` of ≥ 200 points with ``--workers 1`` and ``--workers 2``; the
-  ratio (target ≤ 0.6) and whether the Pareto fronts are identical.
+  ratio (target ≤ 0.6), whether the Pareto fronts of the two runs are identical and whether they
+  equal a brute-force front computed here from every point of the serial run (each feasible point
+  compared with every other, independently of codesign's sorted sweep).
 
 ``python -m bench.bench_scale --quick`` is a smoke test of the same code on a stratified sample of 24
 tiles (``--sample 24``: every layer) and 16 points; its ratios say nothing about the targets.
@@ -78,27 +80,41 @@ def simulate_rows(folder: Path, quick: bool) -> tuple[list[list[object]], dict]:
     return rows, {"ratio": ratio, "passed": one["passed"] and two["passed"] and same}
 
 
+OBJECTIVES = ("energy_pj", "area_um2", "latency_ns")
+
+
+def brute_force_front(points: list[dict]) -> list[tuple]:
+    """The objectives of every feasible point no other feasible point dominates (all pairs compared), sorted."""
+    feasible = [tuple(p[o] for o in OBJECTIVES) for p in points if p.get("feasible")]
+    return sorted(a for a in feasible
+                  if not any(all(b_o <= a_o for a_o, b_o in zip(a, b)) and b != a for b in feasible))
+
+
 def explore_rows(model: Path, root: Path, quick: bool) -> tuple[list[list[object]], dict]:
     """Explore with 1 then 2 workers into fresh folders; the table rows and the figures."""
-    walls, fronts, counts = {}, {}, {}
+    walls, fronts, points = {}, {}, {}
     options = [f"--{name.replace('_', '-')}={value}" for name, value in SPACES[quick].items()]
     for workers in (1, 2):
         out = root / f"explore-{workers}"
         walls[workers], _ = run_command([*codesign_command(), "explore", "--model", str(model), *options,
                                          "--out", str(out), "--workers", str(workers)])
         fronts[workers] = json.loads((out / "pareto.json").read_text())["front"]
-        counts[workers] = len((out / "points.jsonl").read_text().splitlines())
+        points[workers] = [json.loads(line) for line in (out / "points.jsonl").read_text().splitlines()]
     ratio = walls[2] / walls[1]
     key = ("rows", "cols", "cell_bits", "dac_bits", "adcs", "adc_model", "budget", "energy_pj", "area_um2",
            "latency_ns")
     same = [[p[k] for k in key] for p in fronts[1]] == [[p[k] for k in key] for p in fronts[2]]
-    rows = [["points", f"{counts[1]}", "≥ 200", "pass" if counts[1] >= 200 else ("quick" if quick else "FAIL")],
+    brute = brute_force_front(points[1]) == sorted(tuple(p[o] for o in OBJECTIVES) for p in fronts[1])
+    count = len(points[1])
+    rows = [["points", f"{count}", "≥ 200", "pass" if count >= 200 else ("quick" if quick else "FAIL")],
             ["wall, 1 worker (in process)", f"{walls[1]:.1f} s", "", ""],
             ["wall, 2 workers (local Ray)", f"{walls[2]:.1f} s", "", ""],
             ["ratio 2 / 1 workers", f"{ratio:.2f}", f"≤ {TARGET_RATIO}", "pass" if ratio <= TARGET_RATIO else "FAIL"],
             ["Pareto front", f"{len(fronts[1])} points, {'identical' if same else 'DIFFERENT'} on 2 workers",
-             "identical", "pass" if same else "FAIL"]]
-    return rows, {"ratio": ratio, "same": same}
+             "identical", "pass" if same else "FAIL"],
+            ["Pareto front vs brute force over the serial run's points",
+             "equal" if brute else "DIFFERENT", "equal", "pass" if brute else "FAIL"]]
+    return rows, {"ratio": ratio, "same": same and brute}
 
 
 def run(quick: bool = False) -> str:
