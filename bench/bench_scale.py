@@ -26,6 +26,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from codesign.explore import OBJECTIVES
+
 from . import codesign_command, run_command, table
 from .models import pruned_resnet
 
@@ -78,9 +80,6 @@ def simulate_rows(folder: Path, quick: bool) -> tuple[list[list[object]], dict]:
                          f"{'bit-exact' if two['passed'] else 'FAILED'}, tile records "
                          f"{'identical' if same else 'DIFFERENT'}", "", ""]]
     return rows, {"ratio": ratio, "passed": one["passed"] and two["passed"] and same}
-
-
-OBJECTIVES = ("energy_pj", "area_um2", "latency_ns")
 
 
 def brute_force_front(points: list[dict]) -> list[tuple]:
